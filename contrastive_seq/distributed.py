@@ -1,0 +1,115 @@
+"""The few rank-aware helpers the rest of the library uses.
+
+Every function here is a no-op (or the identity) outside an initialised
+process group, so losses call them unconditionally and run the same code on
+one CPU and on N GPUs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    """True inside an initialised process group with more than one rank."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def world_size() -> int:
+    """Number of ranks (1 outside a process group)."""
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def rank() -> int:
+    """This process's rank (0 outside a process group)."""
+    return dist.get_rank() if is_distributed() else 0
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather along dim 0 whose backward returns each rank its rows' gradient.
+
+    The backward sums the gradient of the gathered tensor over ranks (every
+    rank's loss may depend on every rank's rows) and keeps this rank's slice.
+    It uses ``all_reduce`` only, so it works on gloo as well as NCCL.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        ctx.rows = x.shape[0]
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad.narrow(0, dist.get_rank() * ctx.rows, ctx.rows)
+
+
+def _check_equal_rows(x: torch.Tensor) -> None:
+    sizes = [torch.zeros(1, dtype=torch.long, device=x.device) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, torch.tensor([x.shape[0]], device=x.device))
+    if len({int(s) for s in sizes}) != 1:
+        raise ValueError(
+            f"every rank must pass the same number of rows to a gathered loss, got {[int(s) for s in sizes]}"
+        )
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` (rows, ...) from all ranks, in rank order, keeping gradients.
+
+    Returns ``(world_size * rows, ...)``; outside a process group, ``x`` itself.
+    Every rank must pass the same number of rows.
+    """
+    if not is_distributed():
+        return x
+    _check_equal_rows(x)
+    return _GatherWithGrad.apply(x)
+
+
+@torch.no_grad()
+def gather(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` (rows, ...) from all ranks without a graph (labels, ids)."""
+    if not is_distributed():
+        return x
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+@torch.no_grad()
+def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` over ranks (a copy); ``x`` itself outside a process group."""
+    if not is_distributed():
+        return x
+    x = x.clone()
+    dist.all_reduce(x)
+    return x / dist.get_world_size()
+
+
+def row_offset(rows: int) -> int:
+    """Index of this rank's first row in a tensor gathered by :func:`gather_with_grad`."""
+    return rank() * rows
+
+
+def global_row_mean(values: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of per-row ``values`` (rows,) over the valid rows of *all* ranks.
+
+    Each rank returns ``sum(local valid values) * world_size / (valid rows on all ranks)``,
+    so that the mean of the ranks' results (what DDP's gradient averaging
+    computes) equals the mean over the valid rows of the whole global batch.
+    ``valid=None`` means every row counts. Raises ``ValueError`` when no row on
+    any rank is valid.
+    """
+    if valid is None:
+        return values.mean()  # every rank has the same number of rows
+    count = valid.sum().to(values.dtype)
+    if is_distributed():
+        count = count.detach().clone()
+        dist.all_reduce(count)
+        count = count / dist.get_world_size()
+    if float(count) == 0:
+        raise ValueError("no row of the batch has a positive: the loss is undefined")
+    return torch.where(valid, values, torch.zeros_like(values)).sum() / count

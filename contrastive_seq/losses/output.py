@@ -1,0 +1,30 @@
+"""The value every loss and every method's training step returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class LossOutput:
+    """A scalar loss to back-propagate plus its named parts for logging.
+
+    Attributes:
+        loss: scalar tensor with a graph.
+        parts: detached scalar tensors (accuracy of picking the positive,
+            alignment, uniformity, temperature, ...), keyed by name.
+    """
+
+    loss: torch.Tensor
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.parts = {name: value.detach() for name, value in self.parts.items()}
+
+    def scalars(self) -> dict[str, float]:
+        """The loss and its parts as Python floats (one device sync)."""
+        names = ["loss", *self.parts]
+        values = torch.stack([self.loss.detach().float(), *(p.float() for p in self.parts.values())])
+        return dict(zip(names, values.tolist()))

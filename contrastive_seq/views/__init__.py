@@ -1,0 +1,5 @@
+"""Views: how to present sampled indices to the encoders."""
+
+from contrastive_seq.views.base import TransformedViews, Views
+
+__all__ = ["TransformedViews", "Views"]

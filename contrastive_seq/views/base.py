@@ -1,0 +1,53 @@
+"""The views step: turn a :class:`PairIndex` into model inputs."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+
+import torch
+
+from contrastive_seq.sampling.base import PairIndex
+from contrastive_seq.seeding import derive_seed
+
+
+class Views(abc.ABC):
+    """``views(dataset, pairs, generator) -> batch``: a dict of tensors for a method's ``training_step``."""
+
+    @abc.abstractmethod
+    def __call__(self, dataset: object, pairs: PairIndex, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Build one batch; randomness only from ``generator``."""
+
+
+class TransformedViews(Views):
+    """One view per index column: the reference, then each positive, each through ``transform``.
+
+    With an augmentation sampler the columns repeat one index, so the views
+    are independent augmentations of the same sample; with a same-class
+    sampler they are augmentations of different samples of one class.
+
+    ``transform`` maps one sample to one view and draws its randomness from
+    torch's global generator (as torchvision's transforms do); it runs inside
+    ``torch.random.fork_rng`` seeded from ``generator``, so the global state
+    is left as it was and the batch depends only on ``generator``.
+
+    Returns ``{"views": (V, N, ...), "index": (N,)}`` plus ``"labels": (N,)``
+    when the sampler gave labels or the dataset has them.
+    """
+
+    def __init__(self, transform: Callable[[torch.Tensor], torch.Tensor] | None = None):
+        self.transform = transform
+
+    def __call__(self, dataset: object, pairs: PairIndex, generator: torch.Generator) -> dict[str, torch.Tensor]:  # noqa: D102
+        columns = torch.cat([pairs.reference.unsqueeze(1), pairs.positive], dim=1)
+        samples = dataset[columns.T]  # (V, N, ...)
+        if self.transform is not None:
+            seed = derive_seed(int(torch.randint(2**62, (1,), generator=generator)))
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                samples = torch.stack([torch.stack([self.transform(s) for s in view]) for view in samples])
+        batch = {"views": samples, "index": pairs.reference}
+        labels = pairs.labels if pairs.labels is not None else getattr(dataset, "labels", None)
+        if labels is not None:
+            batch["labels"] = labels if pairs.labels is not None else labels[pairs.reference]
+        return batch
