@@ -1,0 +1,7 @@
+"""Experiments: typed config sections, builders, and the end-to-end run behind ``contrastive-seq train``."""
+
+from contrastive_seq.experiments.build import Experiment, build_experiment
+from contrastive_seq.experiments.run import load_experiment_config, run_experiment
+from contrastive_seq.experiments.sections import ExperimentConfig
+
+__all__ = ["Experiment", "ExperimentConfig", "build_experiment", "load_experiment_config", "run_experiment"]

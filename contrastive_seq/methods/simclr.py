@@ -1,0 +1,41 @@
+"""SimCLR (Chen et al. 2020): augmentation views, a projection head and NT-Xent."""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from contrastive_seq.losses.ntxent import NTXent
+from contrastive_seq.losses.output import LossOutput
+from contrastive_seq.methods.base import Method
+
+
+class SimCLR(Method):
+    """Encode V augmented views of each image, project, and score them with NT-Xent.
+
+    Batch: ``{"views": (V, N, C, H, W)}`` from an augmentation sampler and views step.
+
+    Args:
+        encoder: images ``(N, C, H, W) -> (N, encoder.output_dim)``.
+        projection: features ``-> (N, d)`` on which the loss is computed.
+        loss: an :class:`NTXent` (its temperature and similarity are the method's).
+    """
+
+    def __init__(self, encoder: nn.Module, projection: nn.Module, loss: NTXent):
+        super().__init__()
+        self.encoder = encoder
+        self.projection = projection
+        self.loss = loss
+
+    def training_step(self, batch: dict[str, torch.Tensor]) -> LossOutput:  # noqa: D102
+        views = batch["views"]
+        if views.dim() < 3 or views.shape[0] < 2:
+            raise ValueError(f"batch['views'] must have shape (V >= 2, N, ...), got {tuple(views.shape)}")
+        n_views = views.shape[0]
+        z = self.projection(self.encoder(rearrange(views, "v n ... -> (v n) ...")))
+        return self.loss(rearrange(z, "(v n) d -> v n d", v=n_views))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder features (before the projection head): ``(N, C, H, W) -> (N, output_dim)``."""
+        return self.encoder(x)

@@ -1,0 +1,39 @@
+"""Projection and predictor heads: small MLPs on top of an encoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class MLPHead(nn.Sequential):
+    """``num_layers`` linear layers with BatchNorm + ReLU between them: ``(N, in_dim) -> (N, out_dim)``.
+
+    SimCLR's projection head is ``MLPHead(d, d, 128)``; BYOL's projector and
+    predictor are ``MLPHead(d, 4096, 256)``.
+
+    Args:
+        in_dim, hidden_dim, out_dim: widths.
+        num_layers: linear layers (>= 1; 1 is a plain linear projection).
+        batch_norm: BatchNorm1d after each hidden linear layer.
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2, batch_norm: bool = True):
+        for name, value in (("in_dim", in_dim), ("hidden_dim", hidden_dim), ("out_dim", out_dim), ("num_layers", num_layers)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        layers: list[nn.Module] = []
+        width = in_dim
+        for _ in range(num_layers - 1):
+            layers.append(nn.Linear(width, hidden_dim, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(hidden_dim))
+            layers.append(nn.ReLU(inplace=True))
+            width = hidden_dim
+        layers.append(nn.Linear(width, out_dim))
+        super().__init__(*layers)
+        self.output_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, in_dim) -> (N, out_dim)``."""
+        return super().forward(x)

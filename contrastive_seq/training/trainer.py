@@ -1,0 +1,553 @@
+"""The one training loop: one CPU, one GPU, or N GPUs under torchrun, with the same code.
+
+The Trainer knows nothing about particular methods. Each step it takes the
+batch of that step from :class:`SampledBatches`, calls the (possibly
+DDP-wrapped) :class:`Method` on it to get a :class:`LossOutput`, back-propagates,
+steps the optimiser and the learning-rate schedule and then calls
+``method.after_step(step)`` for EMA updates, queues and the like.
+
+Steps are counted two ways: ``step`` (0-based) is the index of a batch and
+of the optimiser step that uses it, and is what ``after_step`` receives;
+"completed steps" (``step + 1``) is what metrics, checkpoints and the
+progress bar report.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from contrastive_seq import distributed
+from contrastive_seq.losses.output import LossOutput
+from contrastive_seq.methods.base import Method
+from contrastive_seq.sampling.base import Sampler
+from contrastive_seq.seeding import derive_seed
+from contrastive_seq.training.batches import SampledBatches
+from contrastive_seq.training.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from contrastive_seq.training.metrics import MetricsWriter, flatten
+from contrastive_seq.training.schedule import SCHEDULES, lr_lambda
+from contrastive_seq.views.base import Views
+
+OPTIMIZERS = ("adamw", "sgd")
+PRECISIONS = ("fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.jsonl"
+
+Evaluate = Callable[[Method], Mapping[str, float]]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """Everything the training loop needs besides the method and its data.
+
+    Args:
+        max_steps: optimiser steps in the whole run (a resumed run continues to it).
+        batch_size: pairs per rank and step; the global batch is
+            ``batch_size * world_size``.
+        optimizer: ``"adamw"`` or ``"sgd"`` (with ``momentum``).
+        lr: base learning rate.
+        weight_decay: decoupled (AdamW) or L2 (SGD) weight decay on every
+            trainable parameter.
+        momentum: SGD momentum in ``[0, 1)``; unused by AdamW.
+        warmup_steps: steps of linear warmup, in ``[0, max_steps]``.
+        schedule: ``"cosine"`` (decay to ``min_lr_fraction * lr``) or ``"constant"``,
+            after warmup (see :func:`contrastive_seq.training.schedule.lr_factor`).
+        min_lr_fraction: final learning rate as a fraction of ``lr``, in ``[0, 1]``.
+        grad_clip: ``None`` or the maximum total gradient norm.
+        precision: ``"fp32"``; ``"bf16"`` (autocast, CPU or a CUDA device that
+            supports it); ``"fp16"`` (autocast with a gradient scaler, CUDA only).
+        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``
+            (under torchrun each rank takes ``cuda:LOCAL_RANK``).
+        seed: base seed of every random stream (non-negative).
+        num_workers: DataLoader worker processes building batches (0: in the main process).
+        log_every: write metrics every this many steps (and at the last step).
+        eval_every: run the ``evaluate`` callback every this many steps;
+            ``None``: only at the end.
+        checkpoint_every: save a checkpoint every this many steps; ``None``:
+            only at the end. Needs ``output_dir``.
+        output_dir: where ``checkpoint.pt``, ``metrics.jsonl`` and
+            ``tensorboard/`` go (it must be shared by all ranks); ``None``
+            writes nothing and never resumes.
+        sync_batchnorm: convert BatchNorm layers to SyncBatchNorm when running
+            on more than one rank (CUDA only).
+        progress: show a tqdm progress bar on rank 0.
+
+    Raises:
+        ValueError: naming the field, for any value out of range, at construction.
+    """
+
+    max_steps: int = 1000
+    batch_size: int = 256
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    warmup_steps: int = 0
+    schedule: str = "cosine"
+    min_lr_fraction: float = 0.0
+    grad_clip: float | None = None
+    precision: str = "fp32"
+    device: str = "auto"
+    seed: int = 0
+    num_workers: int = 0
+    log_every: int = 50
+    eval_every: int | None = None
+    checkpoint_every: int | None = 500
+    output_dir: str | os.PathLike | None = None
+    sync_batchnorm: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        def fail(name: str, expected: str) -> None:
+            raise ValueError(f"TrainerConfig.{name} must be {expected}, got {getattr(self, name)!r}")
+
+        for name in ("max_steps", "batch_size", "log_every"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+                fail(name, "a positive int")
+        for name in ("eval_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if value is not None and (not _is_int(value) or value < 1):
+                fail(name, "None or a positive int")
+        for name in ("seed", "num_workers"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
+                fail(name, "a non-negative int")
+        if not _is_int(self.warmup_steps) or not 0 <= self.warmup_steps <= self.max_steps:
+            fail("warmup_steps", f"an int in [0, max_steps={self.max_steps}]")
+        if not _is_number(self.lr) or self.lr <= 0:
+            fail("lr", "a positive finite number")
+        if not _is_number(self.weight_decay) or self.weight_decay < 0:
+            fail("weight_decay", "a non-negative finite number")
+        if not _is_number(self.momentum) or not 0 <= self.momentum < 1:
+            fail("momentum", "a number in [0, 1)")
+        if not _is_number(self.min_lr_fraction) or not 0 <= self.min_lr_fraction <= 1:
+            fail("min_lr_fraction", "a number in [0, 1]")
+        if self.grad_clip is not None and (not _is_number(self.grad_clip) or self.grad_clip <= 0):
+            fail("grad_clip", "None or a positive finite number")
+        for name, choices in (
+            ("optimizer", OPTIMIZERS),
+            ("schedule", SCHEDULES),
+            ("precision", PRECISIONS),
+            ("device", DEVICES),
+        ):
+            if getattr(self, name) not in choices:
+                fail(name, f"one of {choices}")
+        if self.precision == "fp16" and self.device == "cpu":
+            raise ValueError(
+                "TrainerConfig.precision='fp16' needs a CUDA device (it relies on CUDA's gradient scaler); "
+                "use precision='bf16' or 'fp32' with device='cpu'"
+            )
+        for name in ("sync_batchnorm", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                fail(name, "a bool")
+        if self.output_dir is not None and not isinstance(self.output_dir, (str, os.PathLike)):
+            fail("output_dir", "None or a path")
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be an int, got {value!r}") from None
+
+
+def _resolve_device(config: TrainerConfig) -> torch.device:
+    """The device of this rank: CPU, or ``cuda:LOCAL_RANK`` (set as the current CUDA device)."""
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("TrainerConfig.device='cuda' but CUDA is not available; use device='auto' or 'cpu'")
+    if config.device == "cpu" or not torch.cuda.is_available():
+        device = torch.device("cpu")
+    else:
+        local_rank = _env_int("LOCAL_RANK", 0)
+        if not 0 <= local_rank < torch.cuda.device_count():
+            raise ValueError(f"LOCAL_RANK={local_rank} but only {torch.cuda.device_count()} CUDA devices are visible")
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if config.precision == "fp16" and device.type != "cuda":
+        raise ValueError(
+            "TrainerConfig.precision='fp16' needs a CUDA device, and this run is on the CPU; use 'bf16' or 'fp32'"
+        )
+    if config.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"TrainerConfig.precision='bf16' is not supported by {torch.cuda.get_device_name(device)}")
+    return device
+
+
+def _init_process_group(device: torch.device) -> None:
+    """Join the process group torchrun describes (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), unless one exists.
+
+    NCCL on CUDA, gloo on the CPU; a world size of 1 (or no WORLD_SIZE) needs no group.
+    """
+    if not dist.is_available() or dist.is_initialized():
+        return
+    world = _env_int("WORLD_SIZE", 1)
+    if world > 1:
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, rank=_env_int("RANK", 0), world_size=world)
+
+
+def _seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global generator and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _to_device(value: Any, device: torch.device, non_blocking: bool) -> Any:
+    """``value`` (a tensor, or dicts / lists / tuples of them) on ``device``; other leaves unchanged."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=non_blocking)
+    if isinstance(value, Mapping):
+        return {key: _to_device(item, device, non_blocking) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_device(item, device, non_blocking) for item in value)
+    return value
+
+
+class Trainer:
+    """Trains a :class:`Method` on the batches a sampler and views produce.
+
+    Construction checks everything (config, device, precision, argument
+    types), seeds nothing yet, joins the torchrun process group when the
+    environment describes one (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
+    MASTER_PORT) and none is initialised, moves the method to the device,
+    wraps it in :class:`DistributedDataParallel` on more than one rank, and
+    builds the optimiser, the learning-rate schedule and the gradient scaler.
+
+    Args:
+        method: the model and its loss; ``method(batch)`` returns a :class:`LossOutput`.
+        config: the run's settings.
+        dataset: what ``views`` index into.
+        sampler: draws each step's pairs.
+        views: turns pairs into the batch dict passed to ``method``.
+        evaluate: optional ``evaluate(method) -> {name: value}``, called on
+            every rank (the method in eval mode, the training random streams
+            saved and restored around it) every ``config.eval_every`` steps and
+            at the end; its results are logged under ``eval``.
+
+    Attributes:
+        method: the unwrapped method (what ``after_step`` and ``evaluate`` get).
+        module: what the loop calls: ``method`` or its DDP wrapper.
+        optimizer, scheduler, scaler: the optimisation state a checkpoint holds.
+        batches: the :class:`SampledBatches` of this rank.
+        device, rank, world_size: where this process runs.
+        step: completed optimiser steps.
+    """
+
+    def __init__(
+        self,
+        method: Method,
+        config: TrainerConfig,
+        dataset: object,
+        sampler: Sampler,
+        views: Views | Callable[..., dict[str, torch.Tensor]],
+        evaluate: Evaluate | None = None,
+    ):
+        if not isinstance(method, Method):
+            raise TypeError(f"method must be a contrastive_seq Method, got {type(method).__name__}")
+        if not isinstance(config, TrainerConfig):
+            raise TypeError(f"config must be a TrainerConfig, got {type(config).__name__}")
+        if not isinstance(sampler, Sampler):
+            raise TypeError(f"sampler must be a contrastive_seq Sampler, got {type(sampler).__name__}")
+        if not callable(views):
+            raise TypeError(f"views must be callable as views(dataset, pairs, generator), got {type(views).__name__}")
+        if evaluate is not None and not callable(evaluate):
+            raise TypeError(f"evaluate must be None or callable as evaluate(method), got {type(evaluate).__name__}")
+        if not any(parameter.requires_grad for parameter in method.parameters()):
+            raise ValueError(f"method {type(method).__name__} has no trainable parameters")
+        self.config = config
+        self.evaluate = evaluate
+        self.device = _resolve_device(config)
+        _init_process_group(self.device)
+        self.rank = distributed.rank()
+        self.world_size = distributed.world_size()
+        method.to(self.device)
+        if config.sync_batchnorm and self.world_size > 1:
+            if self.device.type != "cuda":
+                raise ValueError("TrainerConfig.sync_batchnorm=True needs CUDA when running on more than one rank")
+            method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
+        self.method = method
+        self.module: nn.Module = method
+        if self.world_size > 1:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.module = DistributedDataParallel(method, device_ids=device_ids)
+        self._parameters = [parameter for parameter in method.parameters() if parameter.requires_grad]
+        if config.optimizer == "adamw":
+            self.optimizer = torch.optim.AdamW(self._parameters, lr=config.lr, weight_decay=config.weight_decay)
+        else:
+            self.optimizer = torch.optim.SGD(
+                self._parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+            )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lr_lambda(config.max_steps, config.warmup_steps, config.schedule, config.min_lr_fraction),
+        )
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
+        self._autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
+        self.batches = SampledBatches(
+            dataset,
+            sampler,
+            views,
+            config.batch_size,
+            num_steps=config.max_steps,
+            seed=config.seed,
+            rank=self.rank,
+            world_size=self.world_size,
+        )
+        self.step = 0
+
+    @property
+    def output_dir(self) -> Path | None:
+        """``config.output_dir`` as a path (``None`` when the run writes nothing)."""
+        return None if self.config.output_dir is None else Path(self.config.output_dir)
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        """``output_dir / "checkpoint.pt"``, the checkpoint this run writes and resumes from."""
+        return None if self.output_dir is None else self.output_dir / CHECKPOINT_NAME
+
+    def fit(self, resume: bool | str | os.PathLike = True) -> dict[str, float]:
+        """Train up to ``config.max_steps`` completed steps and return the final metrics.
+
+        Args:
+            resume: ``True`` continues from ``output_dir/checkpoint.pt`` when it
+                exists; ``False`` ignores it (a new Trainer starts at step 0 and
+                overwrites it); a path continues from that checkpoint, which must exist.
+
+        Returns:
+            ``{"step", "loss", "parts/<name>", "lr", "samples_per_s", "eval/<name>"}``
+            of the last step (loss and parts averaged over ranks; training keys
+            are absent when the checkpoint was already at ``max_steps``).
+
+        Raises:
+            FloatingPointError: naming the step, when the loss is NaN or infinite
+                (on any rank); no optimiser step is taken with it.
+            FileNotFoundError, CheckpointError: naming the file, for a missing
+                explicit checkpoint or one that cannot be read or does not fit.
+        """
+        config = self.config
+        _seed_everything(derive_seed(config.seed, self.rank))
+        self._resume(resume)
+        start = self.step
+        final: dict[str, Any] = {"step": start}
+        if start == config.max_steps:
+            if self.evaluate is not None:
+                final.update(flatten({"eval": self._evaluate()}))
+            return final
+        writer = None
+        if self.output_dir is not None:
+            writer = MetricsWriter(self.output_dir / METRICS_NAME, enabled=self.rank == 0, resume_step=start)
+        loader = DataLoader(
+            self.batches,
+            batch_size=None,
+            sampler=range(start, config.max_steps),
+            num_workers=config.num_workers,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(derive_seed(config.seed, self.rank)),
+        )
+        samples_per_step = config.batch_size * self.world_size
+        bar = tqdm(
+            total=config.max_steps,
+            initial=start,
+            desc="train",
+            unit="step",
+            dynamic_ncols=True,
+            disable=not (config.progress and self.rank == 0),
+        )
+        self.module.train()
+        window_start, window_steps = time.perf_counter(), 0
+        try:
+            for step, batch in enumerate(loader, start=start):
+                lr = self.optimizer.param_groups[0]["lr"]
+                scalars = self._train_step(step, batch)
+                self.step = done = step + 1
+                window_steps += 1
+                rate = window_steps * samples_per_step / max(time.perf_counter() - window_start, 1e-9)
+                bar.set_postfix(loss=f"{scalars['loss']:.4g}", samples_s=f"{rate:.0f}", refresh=False)
+                bar.update()
+                last = done == config.max_steps
+                record: dict[str, Any] = {"step": done}
+                if last or done % config.log_every == 0:
+                    loss = scalars.pop("loss")
+                    record.update(loss=loss, parts=scalars, lr=lr, samples_per_s=rate)
+                    window_start, window_steps = time.perf_counter(), 0
+                paused = time.perf_counter()  # evaluation and checkpoints do not count against throughput
+                if self.evaluate is not None and (last or (config.eval_every and done % config.eval_every == 0)):
+                    record["eval"] = self._evaluate()
+                if writer is not None and len(record) > 1:
+                    writer.write(record)
+                if self.output_dir is not None and (
+                    last or (config.checkpoint_every and done % config.checkpoint_every == 0)
+                ):
+                    self._save()
+                window_start += time.perf_counter() - paused
+                if last:
+                    final = flatten(record)
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
+        return final
+
+    def _train_step(self, step: int, batch: Mapping[str, Any]) -> dict[str, float]:
+        """One optimiser step on ``batch``; returns the loss and its parts, averaged over ranks."""
+        batch = _to_device(batch, self.device, non_blocking=self.device.type == "cuda")
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, dtype=self._autocast_dtype, enabled=self._autocast_dtype is not None):
+            output = self.module(batch)
+        if not isinstance(output, LossOutput):
+            raise TypeError(
+                f"{type(self.method).__name__}.training_step must return a LossOutput, got {type(output).__name__}"
+            )
+        scalars = self._mean_scalars(output)
+        if not math.isfinite(scalars["loss"]):
+            raise FloatingPointError(
+                f"the loss is {scalars['loss']} at step {step} (0-based; on at least one rank); "
+                "no optimiser step was taken and the last checkpoint is intact"
+            )
+        self.scaler.scale(output.loss).backward()
+        if self.config.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self._parameters, self.config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.method.after_step(step)
+        return scalars
+
+    def _mean_scalars(self, output: LossOutput) -> dict[str, float]:
+        """The loss and its parts as floats, averaged over ranks (one collective, one device sync).
+
+        A NaN on any rank makes the average NaN, so every rank sees it together.
+        """
+        names = ["loss", *output.parts]
+        values = torch.stack([output.loss.detach().float(), *(part.float() for part in output.parts.values())])
+        return dict(zip(names, distributed.all_reduce_mean(values).tolist()))
+
+    def _evaluate(self) -> dict[str, float]:
+        """Run the callback in eval mode, leaving the training random streams as they were."""
+        saved = rng_state()
+        self.method.eval()
+        try:
+            results = self.evaluate(self.method)
+        finally:
+            self.method.train()
+            set_rng_state(saved)
+        if not isinstance(results, Mapping):
+            raise TypeError(f"evaluate must return a mapping of names to numbers, got {type(results).__name__}")
+        return {str(name): float(value) for name, value in results.items()}
+
+    def _save(self) -> None:
+        """Write the checkpoint on rank 0 (atomically); every rank waits until it is written.
+
+        The random streams of all ranks are gathered, so each rank resumes its own.
+        """
+        states = [rng_state()]
+        if self.world_size > 1:
+            states = [None] * self.world_size
+            dist.all_gather_object(states, rng_state())
+        error = None
+        if self.rank == 0:
+            state = {
+                "step": self.step,
+                "model": self.method.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "rng": states,
+                "config": {
+                    key: str(value) if isinstance(value, os.PathLike) else value
+                    for key, value in asdict(self.config).items()
+                },
+            }
+            try:
+                save_checkpoint(self.checkpoint_path, state)
+            except (OSError, CheckpointError) as exc:
+                error = exc
+        if self.world_size > 1:
+            failed = torch.tensor([float(error is not None)], device=self.device)
+            dist.all_reduce(failed, op=dist.ReduceOp.MAX)  # also the barrier after the write
+            if error is None and failed.item():
+                raise RuntimeError(f"rank 0 could not save checkpoint {self.checkpoint_path}")
+        if error is not None:
+            raise error
+
+    def _resume(self, resume: bool | str | os.PathLike) -> None:
+        """Load the checkpoint ``resume`` points to, if any, and set :attr:`step` from it."""
+        if isinstance(resume, bool):
+            if not resume or self.checkpoint_path is None or not self.checkpoint_path.is_file():
+                self._check_ranks_agree()
+                return
+            path = self.checkpoint_path
+        elif isinstance(resume, (str, os.PathLike)):
+            path = Path(resume)
+        else:
+            raise TypeError(f"resume must be a bool or a checkpoint path, got {type(resume).__name__}")
+        state = load_checkpoint(path)
+        step = state.get("step")
+        if not _is_int(step) or not 0 <= step <= self.config.max_steps:
+            raise CheckpointError(
+                f"checkpoint {path} is at step {step!r}, outside [0, TrainerConfig.max_steps={self.config.max_steps}]"
+            )
+        try:
+            self.method.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            rng = state["rng"]
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"checkpoint {path} does not fit this method and config: {exc}") from exc
+        if self.rank < len(rng):
+            set_rng_state(rng[self.rank])
+        else:
+            warnings.warn(
+                f"checkpoint {path} holds the random streams of {len(rng)} ranks, not of rank {self.rank}; "
+                "this rank reseeds them from (seed, rank, step)",
+                stacklevel=3,
+            )
+            _seed_everything(derive_seed(self.config.seed, self.rank, step))
+        self.step = step
+        self._check_ranks_agree()
+
+    def _check_ranks_agree(self) -> None:
+        """Fail on every rank when the ranks would start from different steps (an unshared output_dir)."""
+        if self.world_size == 1:
+            return
+        steps = torch.tensor([self.step, -self.step], dtype=torch.float64, device=self.device)
+        dist.all_reduce(steps, op=dist.ReduceOp.MAX)
+        if steps[0].item() != -steps[1].item():
+            raise RuntimeError(
+                f"ranks would resume from different steps (between {int(-steps[1].item())} and "
+                f"{int(steps[0].item())}); output_dir must be one directory shared by all ranks"
+            )
