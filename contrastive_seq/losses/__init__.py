@@ -1,6 +1,34 @@
 """Losses: one InfoNCE core (:mod:`contrastive_seq.losses.infonce`) and the named losses built on it."""
 
+from contrastive_seq.losses.byol import BYOLLoss
+from contrastive_seq.losses.clip import CLIPLoss, SigLIPLoss
+from contrastive_seq.losses.dino import DINOLoss
 from contrastive_seq.losses.infonce import ContrastiveCore, InfoNCE, info_nce_from_logits
+from contrastive_seq.losses.margin import ContrastiveMargin, TripletMargin
+from contrastive_seq.losses.moco import MoCoLoss
+from contrastive_seq.losses.ntxent import NTXent
 from contrastive_seq.losses.output import LossOutput
+from contrastive_seq.losses.redundancy import BarlowTwinsLoss, VICRegLoss
 from contrastive_seq.losses.similarity import make_similarity
+from contrastive_seq.losses.supcon import SupCon
 from contrastive_seq.losses.temperature import Temperature
+
+__all__ = [
+    "BYOLLoss",
+    "BarlowTwinsLoss",
+    "CLIPLoss",
+    "ContrastiveCore",
+    "ContrastiveMargin",
+    "DINOLoss",
+    "InfoNCE",
+    "LossOutput",
+    "MoCoLoss",
+    "NTXent",
+    "SigLIPLoss",
+    "SupCon",
+    "Temperature",
+    "TripletMargin",
+    "VICRegLoss",
+    "info_nce_from_logits",
+    "make_similarity",
+]
