@@ -60,7 +60,8 @@ def run_experiment(config: ExperimentConfig) -> dict[str, dict[str, float]]:
     """Train the configured method and compare its representation with raw inputs and a random encoder.
 
     Returns ``{representation: {score: value}}`` and, on rank 0, prints the
-    table and writes it with the resolved config to ``train.output_dir``.
+    table and writes it with the resolved config to ``train.output_dir/results.json``
+    (when an output directory is set).
     """
     torch.manual_seed(config.train.seed)
     experiment = build_experiment(config)
@@ -85,7 +86,8 @@ def run_experiment(config: ExperimentConfig) -> dict[str, dict[str, float]]:
         f"{config.method.name} (trained)": _method_scores(experiment.method, train, test, config.evaluation),
     }
     print(format_table(results))
-    output = Path(config.train.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "results.json").write_text(json.dumps({"config": to_mapping(config), "results": results}, indent=2))
+    if config.train.output_dir is not None:
+        output = Path(config.train.output_dir)
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "results.json").write_text(json.dumps({"config": to_mapping(config), "results": results}, indent=2))
     return results

@@ -66,6 +66,11 @@ def info_nce_from_logits(
     if logits.dim() != 2:
         raise ValueError(f"logits must have shape (N, M), got {tuple(logits.shape)}")
     neg_inf = float("-inf")
+    if decoupled and logits.shape[1] - (exclude is not None) < 2:
+        raise ValueError(
+            f"decoupled InfoNCE needs a negative besides the positive in every row, got {logits.shape[1]} candidates"
+            + (" with one excluded" if exclude is not None else "")
+        )
     if exclude is not None:
         logits = _fill_columns(logits, exclude, neg_inf)
     if positive.dtype == torch.bool:

@@ -23,8 +23,12 @@ class LossOutput:
     def __post_init__(self) -> None:
         self.parts = {name: value.detach() for name, value in self.parts.items()}
 
+    def stacked(self) -> tuple[list[str], torch.Tensor]:
+        """Names ``["loss", *parts]`` and their detached float32 values as one tensor ``(1 + parts,)``."""
+        names = ["loss", *self.parts]
+        return names, torch.stack([self.loss.detach().float(), *(p.float() for p in self.parts.values())])
+
     def scalars(self) -> dict[str, float]:
         """The loss and its parts as Python floats (one device sync)."""
-        names = ["loss", *self.parts]
-        values = torch.stack([self.loss.detach().float(), *(p.float() for p in self.parts.values())])
+        names, values = self.stacked()
         return dict(zip(names, values.tolist()))

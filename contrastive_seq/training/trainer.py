@@ -326,6 +326,8 @@ class Trainer:
             world_size=self.world_size,
         )
         self.step = 0
+        # draw one batch of indices now, so that a sampler that cannot serve this batch size fails before training
+        sampler.sample(config.batch_size * self.world_size, torch.Generator().manual_seed(config.seed))
 
     @property
     def output_dir(self) -> Path | None:
@@ -451,8 +453,7 @@ class Trainer:
 
         A NaN on any rank makes the average NaN, so every rank sees it together.
         """
-        names = ["loss", *output.parts]
-        values = torch.stack([output.loss.detach().float(), *(part.float() for part in output.parts.values())])
+        names, values = output.stacked()
         return dict(zip(names, distributed.all_reduce_mean(values).tolist()))
 
     def _evaluate(self) -> dict[str, float]:
