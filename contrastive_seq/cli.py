@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import yaml
 
 from contrastive_seq.config import ConfigError, to_mapping
+from contrastive_seq.training.checkpoint import CheckpointError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,7 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "config":
         print(yaml.safe_dump(to_mapping(config), sort_keys=False), end="")
         return 0
-    run_experiment(config)
+    try:
+        run_experiment(config)
+    except (CheckpointError, FileNotFoundError) as error:
+        print(f"contrastive-seq: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

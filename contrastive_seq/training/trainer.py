@@ -519,7 +519,8 @@ class Trainer:
         step = state.get("step")
         if not _is_int(step) or not 0 <= step <= self.config.max_steps:
             raise CheckpointError(
-                f"checkpoint {path} is at step {step!r}, outside [0, TrainerConfig.max_steps={self.config.max_steps}]"
+                f"checkpoint {path} is at step {step!r}, outside [0, TrainerConfig.max_steps={self.config.max_steps}]; "
+                "raise max_steps, or choose another output_dir to start afresh"
             )
         try:
             self.method.load_state_dict(state["model"])
