@@ -1,5 +1,10 @@
-"""Experiments: typed config sections, builders, and the end-to-end run behind ``contrastive-seq train``."""
+"""Experiments: typed config sections, builders, and the end-to-end run behind ``contrastive-seq train``.
 
+Importing this package registers every domain's variants (data, views,
+encoders, methods) so that configs can name them.
+"""
+
+from contrastive_seq.experiments import images  # noqa: F401  (registers the image variants)
 from contrastive_seq.experiments.build import Experiment, build_experiment
 from contrastive_seq.experiments.run import load_experiment_config, run_experiment
 from contrastive_seq.experiments.sections import ExperimentConfig
