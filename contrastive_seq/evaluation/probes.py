@@ -10,7 +10,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 
-def _as_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
+def as_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """``x`` as a NumPy array of the same shape (a tensor is detached and moved to the CPU)."""
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
@@ -26,10 +27,10 @@ def knn_accuracy(
 
     Embeddings are ``(n, dim)``, labels ``(n,)``; ``k`` is capped at the number of training rows.
     """
-    train_x = _as_numpy(train_embeddings)
+    train_x = as_numpy(train_embeddings)
     knn = KNeighborsClassifier(n_neighbors=min(k, len(train_x)), metric=metric, weights="distance")
-    knn.fit(train_x, _as_numpy(train_labels))
-    return float(knn.score(_as_numpy(test_embeddings), _as_numpy(test_labels)))
+    knn.fit(train_x, as_numpy(train_labels))
+    return float(knn.score(as_numpy(test_embeddings), as_numpy(test_labels)))
 
 
 def few_label_knn_accuracy(
@@ -48,7 +49,7 @@ def few_label_knn_accuracy(
     same draws are used for any embedding, so two embeddings are compared on
     the same labelled subsets.
     """
-    train_x, train_y = _as_numpy(train_embeddings), _as_numpy(train_labels)
+    train_x, train_y = as_numpy(train_embeddings), as_numpy(train_labels)
     rng = np.random.default_rng(seed)
     scores = []
     for _ in range(repeats):
@@ -68,5 +69,5 @@ def linear_probe_accuracy(
 ) -> float:
     """Accuracy of a standardised multinomial logistic regression on frozen embeddings."""
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
-    probe.fit(_as_numpy(train_embeddings), _as_numpy(train_labels))
-    return float(probe.score(_as_numpy(test_embeddings), _as_numpy(test_labels)))
+    probe.fit(as_numpy(train_embeddings), as_numpy(train_labels))
+    return float(probe.score(as_numpy(test_embeddings), as_numpy(test_labels)))

@@ -1,0 +1,248 @@
+"""Time-series encoders with an explicit receptive field, in the spirit of CEBRA's offset models.
+
+Every encoder maps ``receptive_field`` consecutive time points to one
+embedding. It is a stack of "valid" (unpadded) 1-D convolutions, so a pass
+over ``(N, channels, T)`` gives ``(N, output_dim, T - receptive_field + 1)``
+and the receptive field of a chain of convolutions is ``1 + Σ (k_i - 1)``.
+
+Geometry: the embedding of time ``t`` sees the inputs ``t - left_context`` to
+``t + right_context``, with ``left_context = receptive_field // 2`` and
+``right_context = receptive_field - 1 - left_context`` (so an even receptive
+field looks one step further back than ahead, like CEBRA's offsets):
+
+=============== =============== ============ =============
+name            receptive_field left_context right_context
+=============== =============== ============ =============
+``offset1-mlp`` 1               0            0
+``offset5``     5               2            2
+``offset10``    10              5            4
+``offset36``    36              18           17
+=============== =============== ============ =============
+
+No BatchNorm and no dropout: an encoder gives the same output in train and
+eval mode, and the embedding of one window never depends on the rest of its
+batch. Weights are drawn from torch's global generator at construction; seed
+it with ``torch.manual_seed`` (as ``experiments/run.py`` does) for
+reproducible initialisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+
+def _check_positive_int(name: str, value: object, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_float_tensor(name: str, x: object) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    return x
+
+
+class TimeSeriesEncoder(nn.Module):
+    """An encoder of ``receptive_field`` consecutive time points; subclasses supply ``network``.
+
+    ``network`` maps ``(N, in_channels, T) -> (N, output_dim, T - receptive_field + 1)``
+    (valid convolutions, no padding).
+
+    Attributes:
+        receptive_field: time points one embedding sees.
+        left_context, right_context: how many of them lie before and after the
+            embedded time point (``left + right + 1 == receptive_field``).
+        in_channels: input channels (neurons, electrodes, ...).
+        output_dim: embedding dimension.
+        normalize: embeddings on the unit sphere (``True``) or left in
+            Euclidean space (``False``).
+    """
+
+    def __init__(self, network: nn.Module, receptive_field: int, in_channels: int, output_dim: int, normalize: bool):
+        super().__init__()
+        self.receptive_field = _check_positive_int("receptive_field", receptive_field)
+        self.in_channels = _check_positive_int("in_channels", in_channels)
+        self.output_dim = _check_positive_int("output_dim", output_dim)
+        if not isinstance(normalize, bool):
+            raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
+        self.normalize = normalize
+        self.left_context = receptive_field // 2
+        self.right_context = receptive_field - 1 - self.left_context
+        self.network = network
+
+    def _valid_pass(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, in_channels, T) -> (N, output_dim, T - receptive_field + 1)``, normalised over the embedding."""
+        z = self.network(x)
+        return F.normalize(z, dim=1) if self.normalize else z
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        """Embed training windows: ``(N, in_channels, receptive_field) -> (N, output_dim)``.
+
+        The embedding belongs to the window's time point ``left_context``.
+        """
+        _check_float_tensor("windows", windows)
+        if windows.dim() != 3 or windows.shape[1] != self.in_channels or windows.shape[2] != self.receptive_field:
+            raise ValueError(
+                f"windows must have shape (N, {self.in_channels}, {self.receptive_field}) "
+                f"(batch, in_channels, receptive_field), got {tuple(windows.shape)}"
+            )
+        return rearrange(self._valid_pass(windows), "n d 1 -> n d")
+
+    def embed_sequence(self, x: torch.Tensor) -> torch.Tensor:
+        """Embed every time point of a whole recording in one pass: ``(T, in_channels) -> (T, output_dim)``.
+
+        The sequence is padded with ``left_context`` copies of its first time
+        point and ``right_context`` copies of its last (replicate padding), so
+        row ``t`` equals :meth:`forward` on the window ``x[t - left : t + right + 1]``
+        with indices clamped to ``[0, T - 1]``. Any ``T >= 1`` works. Memory grows
+        with ``T`` (one activation of ``(hidden, T)`` per layer); split very long
+        recordings with overlapping margins of the context if needed.
+        """
+        _check_float_tensor("x", x)
+        if x.dim() != 2 or x.shape[1] != self.in_channels or x.shape[0] < 1:
+            raise ValueError(
+                f"x must have shape (T, {self.in_channels}) (time, in_channels) with T >= 1, got {tuple(x.shape)}"
+            )
+        padded = F.pad(rearrange(x, "t c -> 1 c t"), (self.left_context, self.right_context), mode="replicate")
+        return rearrange(self._valid_pass(padded), "1 d t -> t d")
+
+
+class _CroppedResidual(nn.Module):
+    """``x[..., crop] + GELU(conv(x))`` for a valid convolution that shortens time by ``kernel_size - 1``.
+
+    The skip path is the input cropped to the convolution's output positions
+    (``(k - 1) // 2`` from the left, the rest from the right), so the block's
+    receptive field is the convolution's own, ``kernel_size``.
+    """
+
+    def __init__(self, width: int, kernel_size: int):
+        super().__init__()
+        self.conv = nn.Conv1d(width, width, kernel_size)
+        self.crop_left = (kernel_size - 1) // 2
+        self.crop_right = kernel_size - 1 - self.crop_left
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, width, T) -> (N, width, T - kernel_size + 1)``."""
+        skip = x[..., self.crop_left : x.shape[-1] - self.crop_right]
+        return skip + F.gelu(self.conv(x))
+
+
+class ConvolutionalEncoder(TimeSeriesEncoder):
+    """1-D convolutions with GELU and residual blocks: ``(N, in_channels, T) -> (N, output_dim, T - rf + 1)``.
+
+    Layers and the receptive field each adds (valid convolutions)::
+
+        Conv1d(in_channels, hidden_dim, first_kernel), GELU     + (first_kernel - 1)
+        residual_blocks x [x + GELU(Conv1d(hidden, hidden, 3))] + 2 each
+        Conv1d(hidden_dim, output_dim, last_kernel)              + (last_kernel - 1)
+
+    so ``receptive_field = first_kernel + 2 * residual_blocks + last_kernel - 1``.
+
+    Args:
+        in_channels, output_dim, hidden_dim: widths.
+        residual_blocks: kernel-3 residual blocks between the first and last convolution (>= 0).
+        first_kernel, last_kernel: kernel sizes of the first and last convolution (>= 1).
+        normalize: unit-norm embeddings.
+    """
+
+    RESIDUAL_KERNEL = 3
+
+    def __init__(
+        self,
+        in_channels: int,
+        output_dim: int,
+        hidden_dim: int,
+        residual_blocks: int,
+        first_kernel: int = 2,
+        last_kernel: int = 3,
+        normalize: bool = True,
+    ):
+        _check_positive_int("in_channels", in_channels)
+        _check_positive_int("output_dim", output_dim)
+        _check_positive_int("hidden_dim", hidden_dim)
+        _check_positive_int("residual_blocks", residual_blocks, minimum=0)
+        _check_positive_int("first_kernel", first_kernel)
+        _check_positive_int("last_kernel", last_kernel)
+        network = nn.Sequential(
+            nn.Conv1d(in_channels, hidden_dim, first_kernel),
+            nn.GELU(),
+            *(_CroppedResidual(hidden_dim, self.RESIDUAL_KERNEL) for _ in range(residual_blocks)),
+            nn.Conv1d(hidden_dim, output_dim, last_kernel),
+        )
+        receptive_field = 1 + (first_kernel - 1) + residual_blocks * (self.RESIDUAL_KERNEL - 1) + (last_kernel - 1)
+        super().__init__(network, receptive_field, in_channels, output_dim, normalize)
+
+
+class _PointwiseMLP(nn.Module):
+    """The same MLP applied to every time point: ``(N, in_dim, T) -> (N, out_dim, T)``."""
+
+    def __init__(self, layers: nn.Sequential):
+        super().__init__()
+        self.layers = layers
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, in_dim, T) -> (N, out_dim, T)``."""
+        return rearrange(self.layers(rearrange(x, "n c t -> n t c")), "n t d -> n d t")
+
+
+class PointwiseMLPEncoder(TimeSeriesEncoder):
+    """An MLP on single time points (receptive field 1): ``(N, in_channels, 1) -> (N, output_dim)``.
+
+    ``Linear(in_channels, hidden_dim), GELU``, then ``hidden_layers - 1`` times
+    ``Linear(hidden_dim, hidden_dim), GELU``, then ``Linear(hidden_dim, output_dim)``.
+
+    Args:
+        in_channels, output_dim, hidden_dim: widths.
+        hidden_layers: hidden layers (>= 1).
+        normalize: unit-norm embeddings.
+    """
+
+    def __init__(
+        self, in_channels: int, output_dim: int, hidden_dim: int, hidden_layers: int = 3, normalize: bool = True
+    ):
+        _check_positive_int("in_channels", in_channels)
+        _check_positive_int("output_dim", output_dim)
+        _check_positive_int("hidden_dim", hidden_dim)
+        _check_positive_int("hidden_layers", hidden_layers)
+        layers: list[nn.Module] = [nn.Linear(in_channels, hidden_dim), nn.GELU()]
+        for _ in range(hidden_layers - 1):
+            layers += [nn.Linear(hidden_dim, hidden_dim), nn.GELU()]
+        layers.append(nn.Linear(hidden_dim, output_dim))
+        super().__init__(_PointwiseMLP(nn.Sequential(*layers)), 1, in_channels, output_dim, normalize)
+
+
+# builders called as builder(in_channels, output_dim, hidden_dim, normalize=...)
+TIME_SERIES_ENCODERS: dict[str, Callable[..., TimeSeriesEncoder]] = {
+    # receptive field 1: one time point
+    "offset1-mlp": PointwiseMLPEncoder,
+    # receptive field 1 + (2 - 1) + 2 * 1 + (2 - 1) = 5
+    "offset5": partial(ConvolutionalEncoder, residual_blocks=1, first_kernel=2, last_kernel=2),
+    # receptive field 1 + (2 - 1) + 2 * 3 + (3 - 1) = 10
+    "offset10": partial(ConvolutionalEncoder, residual_blocks=3, first_kernel=2, last_kernel=3),
+    # receptive field 1 + (2 - 1) + 2 * 16 + (3 - 1) = 36
+    "offset36": partial(ConvolutionalEncoder, residual_blocks=16, first_kernel=2, last_kernel=3),
+}
+
+
+def make_time_series_encoder(
+    name: str, in_channels: int, output_dim: int, hidden_dim: int = 32, normalize: bool = True
+) -> TimeSeriesEncoder:
+    """Build the encoder called ``name`` (a key of :data:`TIME_SERIES_ENCODERS`).
+
+    Returns a :class:`TimeSeriesEncoder` mapping ``(N, in_channels, receptive_field) -> (N, output_dim)``.
+
+    Raises:
+        ValueError: for an unknown ``name`` (the message lists the choices) or a bad width.
+    """
+    if not isinstance(name, str) or name not in TIME_SERIES_ENCODERS:
+        raise ValueError(f"name must be one of {sorted(TIME_SERIES_ENCODERS)}, got {name!r}")
+    return TIME_SERIES_ENCODERS[name](in_channels, output_dim, hidden_dim, normalize=normalize)
