@@ -5,7 +5,9 @@ positive, every other pairing a negative. In a distributed run each rank scores
 its own rows against the other modality gathered (with gradients) from all
 ranks, the positive of local row i sitting at column ``rank * N + i`` (the
 "local loss" of open_clip), and the per-rank losses average to the loss of a
-single process on the concatenated batch.
+single process on the concatenated batch. ``CLIPLoss(block_size=...)`` computes
+the logits tile by tile (:mod:`contrastive_seq.losses.tiled`), both directions
+from one pass over the tiles in a single process.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from contrastive_seq import distributed
-from contrastive_seq.losses.infonce import ContrastiveCore, info_nce_from_logits, reduce_terms
+from contrastive_seq.losses.infonce import ContrastiveCore, check_block_size, info_nce_from_logits, reduce_terms
 from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.losses.similarity import Similarity
+from contrastive_seq.losses.tiled import tiled_clip_info_nce, tiled_info_nce
 from contrastive_seq.losses.validation import check_embeddings, check_positive_number, check_same_shape
 
 
@@ -42,29 +45,47 @@ class CLIPLoss(nn.Module):
     (1 / temperature).
 
     Args:
+        block_size: ``None`` materialises the (N, W·N) logits of each
+            direction; an int computes them in tiles of that many rows and
+            columns (same loss, parts and gradients).
         **core: keyword arguments of :class:`ContrastiveCore`; the defaults are
             CLIP's: cosine similarity, a learnable temperature starting at 0.07
             whose logit scale is clamped to at most 100 (bounds (0.01, 100)).
     """
 
-    def __init__(self, **core: object):
+    def __init__(self, block_size: int | None = None, **core: object):
         super().__init__()
         core.setdefault("temperature", 0.07)
         core.setdefault("learnable_temperature", True)
         core.setdefault("temperature_bounds", (0.01, 100.0))
         self.core = ContrastiveCore(**core)
+        self.block_size = check_block_size(block_size, self.core)
 
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> LossOutput:  # noqa: D102
         target = _check_pairs(image, text)
-        similarity, scale = self.core.similarity, self.core.temperature.scale()
-        all_image = distributed.gather_with_grad(image)
-        all_text = distributed.gather_with_grad(text)
-        # entry (i, j) is s(image_i, text_j) / tau for i2t and s(image_j, text_i) / tau for t2i
-        image_to_text = similarity.pairwise(image, all_text) * scale
-        text_to_image = similarity.pairwise(all_image, text).transpose(0, 1) * scale
+        scale = self.core.temperature.scale()
         temperature = self.core.temperature()
-        i2t = reduce_terms(info_nce_from_logits(image_to_text, target), temperature, all_rows_valid=True)
-        t2i = reduce_terms(info_nce_from_logits(text_to_image, target), temperature, all_rows_valid=True)
+        if not self.core.factorises:  # plain only (checked at construction): any similarity
+            image_to_text = self.core.pairwise_logits(image, distributed.gather_with_grad(text))
+            text_to_image = self.core.pairwise_logits(distributed.gather_with_grad(image), text).transpose(0, 1)
+            terms = (info_nce_from_logits(image_to_text, target), info_nce_from_logits(text_to_image, target))
+        else:
+            images, all_texts, all_images, texts = self._factors(image, text)
+            if self.block_size is None:
+                # text rows times image columns: a second product beats reducing a transposed matrix
+                terms = (
+                    info_nce_from_logits(images @ all_texts.transpose(0, 1), target),
+                    info_nce_from_logits(texts @ all_images.transpose(0, 1), target),
+                )
+            elif not distributed.is_distributed():
+                # one pass over the tiles of image @ text.T gives both directions
+                terms = tiled_clip_info_nce(images, texts, self.block_size)
+            else:
+                terms = (
+                    tiled_info_nce(images, all_texts, target, block_size=self.block_size),
+                    tiled_info_nce(texts, all_images, target, block_size=self.block_size),
+                )
+        i2t, t2i = (reduce_terms(t, temperature, all_rows_valid=True) for t in terms)
         parts = {
             name: (i2t.parts[name] + t2i.parts[name]) / 2 for name in ("accuracy", "alignment", "uniformity")
         }
@@ -73,6 +94,21 @@ class CLIPLoss(nn.Module):
         parts["temperature"] = temperature
         parts["logit_scale"] = scale
         return LossOutput((i2t.loss + t2i.loss) / 2, parts)
+
+    def _factors(
+        self, image: torch.Tensor, text: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logit factors ``(images, all_texts, all_images, texts)``: local ``(N, D)``, gathered ``(W·N, D)``.
+
+        ``images @ all_texts.T`` is image -> text, ``texts @ all_images.T`` text -> image;
+        in one process the gathered factors are the local ones, computed once.
+        """
+        if not distributed.is_distributed():
+            images, texts = self.core.logit_factors(image, text)
+            return images, texts, images, texts
+        images, all_texts = self.core.logit_factors(image, distributed.gather_with_grad(text))
+        all_images, texts = self.core.logit_factors(distributed.gather_with_grad(image), text)
+        return images, all_texts, all_images, texts
 
 
 class SigLIPLoss(nn.Module):

@@ -9,6 +9,8 @@ the other V-1 views of the same sample, its denominator every other row of the
 With V = 2 this is SimCLR's loss exactly; with V > 2 it is the multi-positive
 form of the core. In a distributed run the rows of all ranks are gathered with
 gradients, so the loss equals a single process on the concatenated batch.
+With ``block_size`` set, the logits are computed tile by tile
+(:mod:`contrastive_seq.losses.tiled`) and never materialised.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from einops import rearrange
 from torch import nn
 
 from contrastive_seq import distributed
-from contrastive_seq.losses.infonce import ContrastiveCore, info_nce_from_logits, reduce_terms
+from contrastive_seq.losses.infonce import ContrastiveCore, check_block_size, reduce_terms
 from contrastive_seq.losses.output import LossOutput
+from contrastive_seq.losses.tiled import LabelPositives, contrastive_terms
 from contrastive_seq.losses.validation import check_embeddings
 
 
@@ -65,15 +68,19 @@ class NTXent(nn.Module):
     Args:
         decoupled: leave the positives out of the denominator (decoupled
             contrastive learning, Yeh et al. 2022).
+        block_size: ``None`` materialises the (V·N, V·N) logits; an int
+            computes them in tiles of that many rows and columns (same loss,
+            parts and gradients, memory O(V·N · d + block_size^2)).
         **core: keyword arguments of :class:`ContrastiveCore`; the defaults here
             are cosine similarity and temperature 0.5.
     """
 
-    def __init__(self, decoupled: bool = False, **core: object):
+    def __init__(self, decoupled: bool = False, block_size: int | None = None, **core: object):
         super().__init__()
         core.setdefault("temperature", 0.5)
         self.core = ContrastiveCore(**core)
         self.decoupled = decoupled
+        self.block_size = check_block_size(block_size, self.core)
 
     def forward(self, views: torch.Tensor) -> LossOutput:  # noqa: D102
         rows = flatten_views(views, min_views=2)
@@ -84,7 +91,6 @@ class NTXent(nn.Module):
                 f"got shape {tuple(views.shape)}"
             )
         candidates = distributed.gather_with_grad(rows)
-        logits = self.core.pairwise_logits(rows, candidates)
         local = torch.arange(rows.shape[0], device=rows.device)
         offset = distributed.row_offset(rows.shape[0])
         if n_views == 2:
@@ -92,6 +98,8 @@ class NTXent(nn.Module):
             positive = offset + (local + samples) % rows.shape[0]
         else:
             sample = gathered_sample_ids(n_views, samples, rows.device)
-            positive = sample[offset + local].unsqueeze(1) == sample.unsqueeze(0)
-        terms = info_nce_from_logits(logits, positive, exclude=offset + local, decoupled=self.decoupled)
+            positive = LabelPositives(sample[offset + local], sample)
+        terms = contrastive_terms(
+            self.core, rows, candidates, positive, offset + local, self.decoupled, self.block_size
+        )
         return reduce_terms(terms, self.core.temperature(), all_rows_valid=True)

@@ -7,7 +7,9 @@ all other rows (any view) with its label, its denominator every row but itself:
 
 Rows without a positive are left out of the mean. In a distributed run the
 embeddings (with gradients) and labels of all ranks are gathered, and the mean
-is taken over the valid rows of the global batch.
+is taken over the valid rows of the global batch. With ``block_size`` set,
+the logits are computed tile by tile (:mod:`contrastive_seq.losses.tiled`)
+and neither they nor the positive mask are materialised.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import torch
 from torch import nn
 
 from contrastive_seq import distributed
-from contrastive_seq.losses.infonce import ContrastiveCore, info_nce_from_logits, reduce_terms
+from contrastive_seq.losses.infonce import ContrastiveCore, check_block_size, reduce_terms
 from contrastive_seq.losses.ntxent import flatten_views
 from contrastive_seq.losses.output import LossOutput
+from contrastive_seq.losses.tiled import LabelPositives, contrastive_terms
 from contrastive_seq.losses.validation import check_labels
 
 
@@ -31,14 +34,17 @@ class SupCon(nn.Module):
     ``uniformity`` and ``temperature`` (over this rank's rows with a positive).
 
     Args:
+        block_size: ``None`` materialises the (V·N, V·N) logits and positive
+            mask; an int computes in tiles of that many rows and columns.
         **core: keyword arguments of :class:`ContrastiveCore`; the defaults are
             cosine similarity and temperature 0.1.
     """
 
-    def __init__(self, **core: object):
+    def __init__(self, block_size: int | None = None, **core: object):
         super().__init__()
         core.setdefault("temperature", 0.1)
         self.core = ContrastiveCore(**core)
+        self.block_size = check_block_size(block_size, self.core)
 
     def forward(self, views: torch.Tensor, labels: torch.Tensor) -> LossOutput:  # noqa: D102
         if isinstance(views, torch.Tensor):
@@ -52,9 +58,8 @@ class SupCon(nn.Module):
         row_labels = labels.repeat(n_views)
         candidates = distributed.gather_with_grad(rows)
         candidate_labels = distributed.gather(row_labels)
-        logits = self.core.pairwise_logits(rows, candidates)
-        positive = row_labels.unsqueeze(1) == candidate_labels.unsqueeze(0)
+        positive = LabelPositives(row_labels, candidate_labels)
         offset = distributed.row_offset(rows.shape[0])
         self_column = offset + torch.arange(rows.shape[0], device=rows.device)
-        terms = info_nce_from_logits(logits, positive, exclude=self_column)
+        terms = contrastive_terms(self.core, rows, candidates, positive, self_column, block_size=self.block_size)
         return reduce_terms(terms, self.core.temperature(), all_rows_valid=False)
