@@ -51,10 +51,14 @@ class SameClassSampler(Sampler):
 
     def draw(self, batch_size: int, generator: torch.Generator) -> PairIndex:  # noqa: D102
         reference = torch.randint(self.num_items, (batch_size,), generator=generator)
+        positive = self.positives_for(reference, generator)
+        return PairIndex(reference=reference, positive=positive, labels=self.labels[reference])
+
+    def positives_for(self, reference: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """``(N, P)`` positives, uniform over the other members of each reference's class, for ``reference (N,)``."""
         size = self._class_size[reference].unsqueeze(1)
         others = (size - 1).clamp(min=1)
-        offset = (torch.rand(batch_size, self.positives_per_reference, generator=generator) * others).long()
+        offset = (torch.rand(reference.shape[0], self.positives_per_reference, generator=generator) * others).long()
         own_rank = self._rank_in_class[reference].unsqueeze(1)
         offset = torch.where((offset >= own_rank) & (size > 1), offset + 1, offset)
-        positive = self._order[self._start_of_item[reference].unsqueeze(1) + offset]
-        return PairIndex(reference=reference, positive=positive, labels=self.labels[reference])
+        return self._order[self._start_of_item[reference].unsqueeze(1) + offset]

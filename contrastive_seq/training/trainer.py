@@ -263,6 +263,8 @@ class Trainer:
         batches: the :class:`SampledBatches` of this rank.
         device, rank, world_size: where this process runs.
         step: completed optimiser steps.
+        history: the records logged by :meth:`fit` in this process (step, loss,
+            parts, lr, throughput, eval), also kept when ``output_dir`` is ``None``.
     """
 
     def __init__(
@@ -326,6 +328,7 @@ class Trainer:
             world_size=self.world_size,
         )
         self.step = 0
+        self.history: list[dict[str, Any]] = []
         # draw one batch of indices now, so that a sampler that cannot serve this batch size fails before training
         sampler.sample(config.batch_size * self.world_size, torch.Generator().manual_seed(config.seed))
 
@@ -407,8 +410,10 @@ class Trainer:
                 paused = time.perf_counter()  # evaluation and checkpoints do not count against throughput
                 if self.evaluate is not None and (last or (config.eval_every and done % config.eval_every == 0)):
                     record["eval"] = self._evaluate()
-                if writer is not None and len(record) > 1:
-                    writer.write(record)
+                if len(record) > 1:
+                    self.history.append(record)
+                    if writer is not None:
+                        writer.write(record)
                 if self.output_dir is not None and (
                     last or (config.checkpoint_every and done % config.checkpoint_every == 0)
                 ):
