@@ -1,0 +1,164 @@
+"""Audio I/O, features, the speech HDF5 corpus and the LibriSpeech recipe on a tiny fixture; bad input named."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from contrastive_seq.data.audio import (
+    PhoneSegments,
+    SequenceDataset,
+    load_speech_corpus,
+    log_mel_features,
+    mfcc_features,
+    read_audio,
+    save_speech_corpus,
+)
+from contrastive_seq.evaluation.speech import frame_phone_labels, mfcc_frame_features, utterance_frames
+from contrastive_seq.losses.cpc import CPCLoss
+from contrastive_seq.methods.cpc import CPC
+from contrastive_seq.models.cpc import StepPredictors, make_context_model, waveform_encoder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tone(seconds=0.5, rate=16000, freq=440.0):
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def test_read_audio_checks_and_resamples(tmp_path):
+    path = tmp_path / "a.wav"
+    soundfile.write(path, tone(rate=8000), 8000)
+    with pytest.raises(ValueError, match=r"a\.wav has sample rate 8000 Hz, expected sample_rate=16000"):
+        read_audio(path, 16000)
+    resampled = read_audio(path, 16000, resample=True)
+    assert resampled.shape == (8000,)
+    # a resampled tone keeps its frequency: the spectrum peaks at 440 Hz
+    spectrum = torch.fft.rfft(resampled).abs()
+    assert abs(int(spectrum.argmax()) * 16000 / 8000 - 440) <= 2
+    empty = tmp_path / "empty.wav"
+    soundfile.write(empty, np.zeros(0, np.float32), 16000)
+    with pytest.raises(ValueError, match=r"empty\.wav is empty"):
+        read_audio(empty)
+    bad = tmp_path / "nan.wav"
+    samples = tone()
+    samples[10] = np.nan
+    soundfile.write(bad, samples, 16000, subtype="FLOAT")
+    with pytest.raises(ValueError, match=r"nan\.wav contains NaN"):
+        read_audio(bad)
+
+
+def test_features_frame_every_10_ms():
+    waveform = torch.from_numpy(tone(1.0))
+    assert mfcc_features(waveform).shape == (101, 39)
+    assert log_mel_features(waveform).shape == (101, 40)
+    with pytest.raises(ValueError, match="waveform contains NaN"):
+        mfcc_features(torch.tensor([0.0, float("nan")]))
+
+
+def test_corpus_round_trip_and_phone_labels(tmp_path):
+    waveforms = [torch.from_numpy(tone(0.3)), torch.from_numpy(tone(0.2, freq=300))]
+    phones = [
+        PhoneSegments(torch.tensor([0, 1600]), torch.tensor([1600, 4000]), torch.tensor([1, 2])),
+        PhoneSegments(torch.tensor([800]), torch.tensor([2400]), torch.tensor([2])),
+    ]
+    path = save_speech_corpus(tmp_path / "c.h5", waveforms, [0, 1], ["u0", "u1"], 16000, ["s0", "s1"], phones, ["sil", "a", "b"])
+    corpus = load_speech_corpus(path, sample_rate=16000)
+    assert torch.equal(corpus.audio.sequence(1)[:, 0], waveforms[1])
+    assert corpus.phone_names == ["sil", "a", "b"] and corpus.speaker_names == ["s0", "s1"]
+    frames = mfcc_frame_features()
+    _, labels = frame_phone_labels(frames, utterance_frames(frames, corpus, [1]), corpus, [1])
+    centres = frames.centres(len(labels))
+    expected = torch.where((centres >= 800) & (centres < 2400), 2, 0)
+    assert torch.equal(labels, expected)
+    with pytest.raises(ValueError, match=r"c\.h5:u1 has 3200 time points"):
+        load_speech_corpus(path, min_length=4000)
+    with pytest.raises(ValueError, match="expected sample_rate=8000"):
+        load_speech_corpus(path, sample_rate=8000)
+
+
+def test_librispeech_recipe_on_a_tiny_fixture(tmp_path):
+    recipe = load_recipe("build_librispeech")
+    for speaker, chapter, count in (("19", "198", 2), ("26", "495", 1)):
+        folder = tmp_path / "LibriSpeech" / "dev-clean" / speaker / chapter
+        folder.mkdir(parents=True)
+        for u in range(count):
+            soundfile.write(folder / f"{speaker}-{chapter}-{u:04d}.flac", tone(0.1 * (u + 1)), 16000)
+        (folder / f"{speaker}-{chapter}.trans.txt").write_text("")
+    out = recipe.build(tmp_path / "LibriSpeech", "dev-clean", tmp_path / "libri.h5")
+    corpus = load_speech_corpus(out)
+    assert corpus.speaker_names == ["19", "26"]
+    assert corpus.audio.speakers.tolist() == [0, 0, 1]
+    assert corpus.audio.lengths.tolist() == [1600, 3200, 1600]
+    with pytest.raises(FileNotFoundError, match="test-other"):
+        recipe.build(tmp_path / "LibriSpeech", "test-other", tmp_path / "x.h5")
+
+
+def test_crops_shorter_than_receptive_field_plus_k_steps_are_refused():
+    method = CPC(waveform_encoder(8), make_context_model("gru", 8, 8), StepPredictors(8, 8, 12), CPCLoss(4))
+    assert method.min_crop_length() == 465 + 12 * 160
+    with pytest.raises(ValueError, match="crop_length=2000 is shorter than the encoder's receptive field"):
+        method.check_crop_length(2000)
+    with pytest.raises(ValueError, match=r"sequences\[1\] \(b\.wav\) contains NaN"):
+        SequenceDataset([torch.zeros(5), torch.tensor([0.0, float("inf")])], names=["a.wav", "b.wav"])
+
+
+def test_cpc_experiment_from_config_runs_end_to_end(tmp_path):
+    from contrastive_seq.experiments import load_experiment_config, run_experiment
+
+    rng = np.random.default_rng(0)
+    waveforms, speakers, phones = [], [], []
+    for speaker in range(3):
+        for _ in range(4):
+            waveforms.append(torch.from_numpy(tone(0.4, freq=200 + 150 * speaker) + 0.01 * rng.standard_normal(6400).astype(np.float32)))
+            speakers.append(speaker)
+            phones.append(PhoneSegments(torch.tensor([0, 3200]), torch.tensor([3200, 6400]), torch.tensor([1, 2])))
+    corpus = save_speech_corpus(
+        tmp_path / "tiny.h5", waveforms, speakers, [f"u{i}" for i in range(12)], 16000, ["a", "b", "c"], phones, ["sil", "x", "y"]
+    )
+    overrides = [
+        f"data.path={corpus}", "views.crop_length=1425", "encoder.hidden_dim=8", "method.context_dim=8",
+        "method.num_steps=3", "method.num_negatives=4", "train.max_steps=2", "train.warmup_steps=0", "train.batch_size=4",
+        f"train.output_dir={tmp_path / 'run'}", "train.progress=false",
+    ]
+    config = load_experiment_config(ROOT / "configs/cpc_espeak.yaml", overrides)
+    results = run_experiment(config)
+    assert set(results) == {"cpc (trained)", "mfcc + deltas", "cpc (random init)"}
+    assert all(0 <= r["speaker_accuracy"] <= 1 and 0 <= r["phone_accuracy"] <= 1 for r in results.values())
+    assert (tmp_path / "run" / "results.json").exists()
+    too_short = load_experiment_config(ROOT / "configs/cpc_espeak.yaml", overrides[:1] + ["views.crop_length=1000"])
+    with pytest.raises(ValueError, match="crop_length=1000 is shorter"):
+        run_experiment(too_short)
+
+
+def load_recipe(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "datasets/speech" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_phone_segments_run_from_one_event_to_the_next():
+    recipe = load_recipe("build_speech")
+    ids = {"sil": 0}
+    events = [(100, "a"), (300, "b"), (500, ""), (520, "")]
+    segments = recipe.phone_segments(events, num_samples=400, phone_ids=ids, ratio=0.5)
+    assert segments.start.tolist() == [50, 150] and segments.end.tolist() == [150, 250]
+    assert segments.id.tolist() == [1, 2] and ids == {"sil": 0, "a": 1, "b": 2}
+
+
+def test_espeak_phoneme_events_cover_the_utterance():
+    import ctypes.util
+
+    if ctypes.util.find_library("espeak-ng") is None:
+        pytest.skip("libespeak-ng is not installed (apt-get install -y espeak-ng)")
+    synth = load_recipe("espeak_synth").EspeakSynthesizer()
+    samples, events = synth.synthesize("A cat sat.", "en-us+m3", 50, 175)
+    phones = [phone for _, phone in events if phone]
+    positions = [position for position, _ in events]
+    assert len(samples) > 0.3 * synth.sample_rate and np.isfinite(samples).all()
+    assert len(phones) >= 5 and positions == sorted(positions) and positions[-1] <= len(samples)
