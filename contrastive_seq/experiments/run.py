@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import singledispatch
 from pathlib import Path
 
 import torch
@@ -13,6 +14,7 @@ from contrastive_seq import distributed
 from contrastive_seq.config import apply_overrides, from_mapping, load_yaml, to_mapping
 from contrastive_seq.data.arrays import ArrayDataset
 from contrastive_seq.evaluation.embeddings import embed_in_batches
+from contrastive_seq.evaluation.monitor import collapse_scores
 from contrastive_seq.evaluation.probes import few_label_knn_accuracy, knn_accuracy, linear_probe_accuracy
 from contrastive_seq.experiments.build import build_experiment
 from contrastive_seq.experiments.sections import EvaluationConfig, ExperimentConfig
@@ -56,13 +58,24 @@ def format_table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+@singledispatch
+def experiment_runner(method_config: object) -> Callable[[ExperimentConfig], dict[str, dict[str, float]]] | None:
+    """The run of a method family with its own evaluation (CLIP registers one); ``None``: the train-and-probe run below."""
+    return None
+
+
 def run_experiment(config: ExperimentConfig) -> dict[str, dict[str, float]]:
     """Train the configured method and compare its representation with raw inputs and a random encoder.
+
+    A method family that registered its own run with :func:`experiment_runner` is dispatched to it.
 
     Returns ``{representation: {score: value}}`` and, on rank 0, prints the
     table and writes it with the resolved config to ``train.output_dir/results.json``
     (when an output directory is set).
     """
+    runner = experiment_runner(config.method)
+    if runner is not None:
+        return runner(config)
     torch.manual_seed(config.train.seed)
     experiment = build_experiment(config)
     untrained = copy.deepcopy(experiment.method)
@@ -70,7 +83,8 @@ def run_experiment(config: ExperimentConfig) -> dict[str, dict[str, float]]:
 
     def knn_during_training(method: Method) -> dict[str, float]:
         train_x, test_x = embed_in_batches(method, train.inputs), embed_in_batches(method, test.inputs)
-        return {"knn_accuracy": knn_accuracy(train_x, train.labels, test_x, test.labels, k=config.evaluation.knn_k)}
+        knn = knn_accuracy(train_x, train.labels, test_x, test.labels, k=config.evaluation.knn_k)
+        return {"knn_accuracy": knn, **collapse_scores(test_x)}
 
     trainer = Trainer(
         experiment.method, config.train, train, experiment.sampler, experiment.views, evaluate=knn_during_training

@@ -1,0 +1,290 @@
+"""Image-caption datasets: images with one or more captions each, from CSV / JSON lines or HDF5.
+
+Every loader checks the whole input before returning (missing image files,
+images without captions, captions that point at no image, labels that do not
+match), so a bad row is an error naming it at load time, not a crash hours
+into training.
+
+HDF5 layout (written by :func:`save_image_text_hdf5`)::
+
+    images         (n, channels, height, width) uint8
+    captions       (m,) UTF-8 strings
+    caption_image  (m,) int64, the image each caption describes (optional when m == n)
+    labels         (n,) int64, optional class of each image
+    attribute class_names   JSON list of the class names labels index (optional)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from PIL import Image
+
+MISSING_POLICIES = ("error", "skip")
+
+
+class ImageTextDataset:
+    """Images, their captions, and optionally a class per image.
+
+    Args:
+        images: ``(n, channels, height, width)`` uint8 images (float images in
+            [0, 1] are converted to uint8).
+        captions: ``m`` caption strings.
+        caption_image: ``(m,)`` index of the image each caption describes;
+            ``None`` means caption i describes image i (then ``m`` must equal ``n``).
+        labels: optional ``(n,)`` integer class of each image (for zero-shot evaluation).
+        class_names: names of the classes ``labels`` index (needed with ``labels``).
+
+    Raises:
+        ValueError: naming the argument, for mismatched numbers of images and
+            captions, out-of-range indices, images without any caption, or bad labels.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        captions: Sequence[str],
+        caption_image: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        class_names: Sequence[str] | None = None,
+    ):
+        if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] == 0:
+            raise ValueError(
+                f"images must be a tensor of shape (n, channels, height, width) with n > 0, "
+                f"got {getattr(images, 'shape', type(images).__name__)}"
+            )
+        if images.is_floating_point():
+            if not torch.isfinite(images).all() or images.min() < 0 or images.max() > 1:
+                raise ValueError("float images must be finite and lie in [0, 1]")
+            images = (images * 255).round().to(torch.uint8)
+        elif images.dtype != torch.uint8:
+            raise TypeError(f"images must be uint8 or float in [0, 1], got dtype {images.dtype}")
+        if isinstance(captions, str) or not all(isinstance(c, str) for c in captions):
+            raise TypeError("captions must be a sequence of strings")
+        n, m = images.shape[0], len(captions)
+        if caption_image is None:
+            if m != n:
+                raise ValueError(
+                    f"mismatched numbers of images and captions: {n} images and {m} captions; "
+                    "pass caption_image to give several captions per image"
+                )
+            caption_image = torch.arange(n)
+        caption_image = torch.as_tensor(caption_image)
+        if caption_image.shape != (m,) or caption_image.dtype.is_floating_point:
+            raise ValueError(f"caption_image must be ({m},) integer indices, one per caption, got {tuple(caption_image.shape)}")
+        caption_image = caption_image.long()
+        if m and (caption_image.min() < 0 or caption_image.max() >= n):
+            raise ValueError(f"caption_image must index the {n} images, got values in "
+                             f"[{int(caption_image.min())}, {int(caption_image.max())}]")
+        uncaptioned = torch.bincount(caption_image, minlength=n) == 0
+        if uncaptioned.any():
+            first = int(uncaptioned.nonzero()[0])
+            raise ValueError(f"{int(uncaptioned.sum())} images have no caption (first: image {first})")
+        if labels is not None:
+            labels = torch.as_tensor(labels)
+            if labels.shape != (n,) or labels.dtype.is_floating_point:
+                raise ValueError(f"labels must be ({n},) integers, one per image, got {tuple(labels.shape)}")
+            if class_names is None:
+                raise ValueError("labels need class_names, the name of each class")
+            labels = labels.long()
+            if labels.min() < 0 or labels.max() >= len(class_names):
+                raise ValueError(f"labels must index the {len(class_names)} class_names")
+        self.images = images
+        self.captions = list(captions)
+        self.caption_image = caption_image
+        self.labels = labels
+        self.class_names = None if class_names is None else list(class_names)
+
+    def __len__(self) -> int:
+        """Number of images n."""
+        return self.images.shape[0]
+
+    def __getitem__(self, index: torch.Tensor) -> torch.Tensor:
+        """Images at ``index`` (any shape) as float32 in [0, 1]: ``index.shape + (C, H, W)``."""
+        return self.images[index].float() / 255
+
+    def subset(self, image_index: torch.Tensor) -> ImageTextDataset:
+        """The images at ``image_index (k,)`` (distinct) with their captions and labels, re-indexed."""
+        image_index = torch.as_tensor(image_index).long()
+        new_position = torch.full((len(self),), -1, dtype=torch.long)
+        new_position[image_index] = torch.arange(image_index.numel())
+        kept = (new_position[self.caption_image] >= 0).nonzero().squeeze(1)
+        return ImageTextDataset(
+            self.images[image_index],
+            [self.captions[i] for i in kept.tolist()],
+            new_position[self.caption_image[kept]],
+            None if self.labels is None else self.labels[image_index],
+            self.class_names,
+        )
+
+    def split(self, fraction: float, seed: int = 0) -> tuple[ImageTextDataset, ImageTextDataset]:
+        """A seeded random split of the images into ``(1 - fraction, fraction)`` parts."""
+        if not 0 < fraction < 1:
+            raise ValueError(f"fraction must lie in (0, 1), got {fraction}")
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        cut = len(self) - max(1, round(fraction * len(self)))
+        return self.subset(order[:cut]), self.subset(order[cut:])
+
+
+def read_pairs_table(path: str | Path, image_key: str = "image", caption_key: str = "caption") -> list[dict[str, str]]:
+    """Rows of a CSV file (with a header) or a JSON-lines file (``.jsonl``), each with an image path and a caption.
+
+    Other columns (for example ``label``) are kept.
+
+    Raises:
+        FileNotFoundError: naming ``path``.
+        ValueError: naming the file and row, for a row without ``image_key`` or ``caption_key``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image-caption file {path} does not exist")
+    if path.suffix in (".jsonl", ".ndjson"):
+        with path.open(encoding="utf-8") as file:
+            rows = [json.loads(line) for line in file if line.strip()]
+    else:
+        with path.open(newline="", encoding="utf-8") as file:
+            rows = list(csv.DictReader(file))
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict) or not row.get(image_key) or not isinstance(row.get(caption_key), str):
+            raise ValueError(f"{path} row {number} must have a non-empty {image_key!r} and a {caption_key!r} text, got {row}")
+    return rows
+
+
+def read_image(path: str | Path, size: int) -> torch.Tensor:
+    """One image file as ``(3, size, size)`` uint8 RGB; transparency is composited over white."""
+    with Image.open(path) as image:
+        rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    rgb = Image.alpha_composite(background, rgba).convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+    return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1)
+
+
+def load_image_text_file(
+    path: str | Path,
+    image_size: int,
+    on_missing: str = "error",
+    image_key: str = "image",
+    caption_key: str = "caption",
+    label_key: str | None = "label",
+) -> ImageTextDataset:
+    """An :class:`ImageTextDataset` from a CSV / JSON-lines table of (image path, caption) rows.
+
+    Rows that name the same image give it several captions. Relative image
+    paths are resolved against the table's folder. Every path is checked
+    before any image is read.
+
+    Args:
+        path: the ``.csv`` or ``.jsonl`` file.
+        image_size: images are resized to ``(image_size, image_size)``.
+        on_missing: ``"error"``: a missing image file raises
+            ``FileNotFoundError`` naming it (and how many are missing);
+            ``"skip"``: its rows are dropped with one warning that counts them.
+        image_key, caption_key: the columns holding the image path and the caption.
+        label_key: an optional column with each image's class name (``None``: no labels).
+
+    Raises:
+        FileNotFoundError: a missing table or image file (with ``on_missing="error"``).
+        ValueError: bad rows, no rows left, an image with two different labels.
+    """
+    if on_missing not in MISSING_POLICIES:
+        raise ValueError(f"on_missing must be one of {MISSING_POLICIES}, got {on_missing!r}")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+    path = Path(path)
+    rows = read_pairs_table(path, image_key, caption_key)
+    resolved = [(path.parent / row[image_key]) for row in rows]
+    missing = sorted({str(p) for p in resolved if not p.is_file()})
+    if missing and on_missing == "error":
+        raise FileNotFoundError(
+            f"{len(missing)} image files named in {path} do not exist (first: {missing[0]}); "
+            "fix the paths or pass on_missing='skip' to drop their rows"
+        )
+    if missing:
+        warnings.warn(f"skipped {len(missing)} missing image files named in {path} (first: {missing[0]})", stacklevel=2)
+        absent = set(missing)
+        kept = [i for i, p in enumerate(resolved) if str(p) not in absent]
+        rows, resolved = [rows[i] for i in kept], [resolved[i] for i in kept]
+    if not rows:
+        raise ValueError(f"{path} has no rows with an existing image")
+    image_of_path: dict[Path, int] = {}
+    caption_image = [image_of_path.setdefault(p, len(image_of_path)) for p in resolved]
+    labels, class_names = None, None
+    if label_key is not None and all(row.get(label_key) not in (None, "") for row in rows):
+        class_names = sorted({str(row[label_key]) for row in rows})
+        label_of_image: dict[int, str] = {}
+        for row, image in zip(rows, caption_image):
+            if label_of_image.setdefault(image, str(row[label_key])) != str(row[label_key]):
+                raise ValueError(
+                    f"{path}: image {row[image_key]} has two labels ({label_of_image[image]!r} and {row[label_key]!r})"
+                )
+        labels = torch.tensor([class_names.index(label_of_image[i]) for i in range(len(image_of_path))])
+    images = torch.stack([read_image(p, image_size) for p in image_of_path])
+    return ImageTextDataset(images, [row[caption_key] for row in rows], torch.tensor(caption_image), labels, class_names)
+
+
+def save_image_text_hdf5(path: str | Path, dataset: ImageTextDataset) -> None:
+    """Write ``dataset`` in the module's HDF5 layout (see the module docstring)."""
+    with h5py.File(path, "w") as file:
+        file.create_dataset("images", data=dataset.images.numpy(), compression="gzip")
+        file.create_dataset("captions", data=dataset.captions, dtype=h5py.string_dtype("utf-8"))
+        file.create_dataset("caption_image", data=dataset.caption_image.numpy())
+        if dataset.labels is not None:
+            file.create_dataset("labels", data=dataset.labels.numpy())
+            file.attrs["class_names"] = json.dumps(dataset.class_names)
+
+
+def load_image_text_hdf5(path: str | Path) -> ImageTextDataset:
+    """Read an :class:`ImageTextDataset` from the module's HDF5 layout.
+
+    Raises:
+        FileNotFoundError: naming ``path``.
+        ValueError: naming the file, for a missing ``images`` / ``captions``
+            entry or any inconsistency :class:`ImageTextDataset` refuses
+            (mismatched numbers of images and captions among them).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image-caption HDF5 file {path} does not exist")
+    with h5py.File(path, "r") as file:
+        for key in ("images", "captions"):
+            if key not in file:
+                raise ValueError(f"{path} has no {key!r} dataset; expected images, captions[, caption_image, labels]")
+        images = torch.from_numpy(file["images"][()])
+        captions = [c.decode("utf-8") if isinstance(c, bytes) else str(c) for c in file["captions"][()]]
+        caption_image = torch.from_numpy(file["caption_image"][()]) if "caption_image" in file else None
+        labels = torch.from_numpy(file["labels"][()]) if "labels" in file else None
+        class_names = json.loads(file.attrs["class_names"]) if "class_names" in file.attrs else None
+    try:
+        return ImageTextDataset(images, captions, caption_image, labels, class_names)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{path}: {error}") from error
+
+
+def caption_classes(
+    images: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str], templates: Sequence[str]
+) -> ImageTextDataset:
+    """Captions from templates over class names: image i gets ``template.format(class_names[labels[i]])`` for each template.
+
+    Turns a labelled image set (Fashion-MNIST) into image-caption pairs with
+    ``len(templates)`` captions per image, for example "a photo of a sneaker".
+
+    Args:
+        images: ``(n, C, H, W)`` uint8 or float in [0, 1].
+        labels: ``(n,)`` integer classes.
+        class_names: the name of each class, as it should read in a caption.
+        templates: strings with one ``{}`` where the class name goes.
+    """
+    if not templates or not all(isinstance(t, str) and t.count("{}") == 1 for t in templates):
+        raise ValueError(f"templates must be a non-empty list of strings with one '{{}}' each, got {templates!r}")
+    labels = torch.as_tensor(labels).long()
+    n = labels.shape[0]
+    captions = [template.format(class_names[label]) for label in labels.tolist() for template in templates]
+    caption_image = torch.arange(n).repeat_interleave(len(templates))
+    return ImageTextDataset(images, captions, caption_image, labels, class_names)

