@@ -7,3 +7,15 @@ trained by the one :class:`contrastive_seq.training.Trainer`.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    """Import the estimator on first use, so ``import contrastive_seq`` stays light."""
+    if name == "ContrastiveEmbedding":
+        from contrastive_seq.estimator import ContrastiveEmbedding
+
+        return ContrastiveEmbedding
+    raise AttributeError(f"module 'contrastive_seq' has no attribute {name!r}")
+
+
+__all__ = ["ContrastiveEmbedding"]

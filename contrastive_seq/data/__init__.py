@@ -4,3 +4,19 @@ from contrastive_seq.data.arrays import ArrayDataset
 from contrastive_seq.data.digits import load_digits
 
 __all__ = ["ArrayDataset", "load_digits"]
+
+from contrastive_seq.data.hdf5 import HDF5TimeSeries, load_recording, load_recordings, save_recordings
+from contrastive_seq.data.recording import MultiSessionRecording, Recording
+from contrastive_seq.data.synthetic import PlaceCellModel, synthetic_place_cell_sessions, synthetic_place_cells
+
+__all__ += [
+    "HDF5TimeSeries",
+    "MultiSessionRecording",
+    "PlaceCellModel",
+    "Recording",
+    "load_recording",
+    "load_recordings",
+    "save_recordings",
+    "synthetic_place_cell_sessions",
+    "synthetic_place_cells",
+]

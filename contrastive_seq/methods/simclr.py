@@ -6,6 +6,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from contrastive_seq import distributed
 from contrastive_seq.losses.ntxent import NTXent
 from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.methods.base import Method
@@ -32,6 +33,11 @@ class SimCLR(Method):
         views = batch["views"]
         if views.dim() < 3 or views.shape[0] < 2:
             raise ValueError(f"batch['views'] must have shape (V >= 2, N, ...), got {tuple(views.shape)}")
+        if views.shape[1] < 2 and not distributed.is_distributed():
+            raise ValueError(
+                f"batch['views'] must hold at least 2 images (V, N >= 2, ...): NT-Xent's in-batch negatives "
+                f"need another image, got {tuple(views.shape)}"
+            )
         n_views = views.shape[0]
         z = self.projection(self.encoder(rearrange(views, "v n ... -> (v n) ...")))
         return self.loss(rearrange(z, "(v n) d -> v n d", v=n_views))

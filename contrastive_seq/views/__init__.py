@@ -3,3 +3,7 @@
 from contrastive_seq.views.base import TransformedViews, Views
 
 __all__ = ["TransformedViews", "Views"]
+
+from contrastive_seq.views.windows import MultiSessionWindowViews, WindowViews
+
+__all__ += ["MultiSessionWindowViews", "WindowViews"]

@@ -11,6 +11,22 @@ from contrastive_seq.sampling.base import PairIndex
 from contrastive_seq.seeding import derive_seed
 
 
+def augment_views(
+    samples: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor], generator: torch.Generator
+) -> torch.Tensor:
+    """``transform`` applied to every sample of ``samples (V, N, ...)``, stacked to ``(V, N, ...)``.
+
+    ``transform`` draws from torch's global generator (as torchvision's
+    transforms do); it runs inside ``torch.random.fork_rng`` seeded by one draw
+    from ``generator``, so the result depends only on ``generator`` and the
+    global state is left as it was.
+    """
+    seed = derive_seed(int(torch.randint(2**62, (1,), generator=generator)))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torch.stack([torch.stack([transform(s) for s in view]) for view in samples])
+
+
 class Views(abc.ABC):
     """``views(dataset, pairs, generator) -> batch``: a dict of tensors for a method's ``training_step``."""
 
@@ -26,10 +42,8 @@ class TransformedViews(Views):
     are independent augmentations of the same sample; with a same-class
     sampler they are augmentations of different samples of one class.
 
-    ``transform`` maps one sample to one view and draws its randomness from
-    torch's global generator (as torchvision's transforms do); it runs inside
-    ``torch.random.fork_rng`` seeded from ``generator``, so the global state
-    is left as it was and the batch depends only on ``generator``.
+    ``transform`` maps one sample to one view; see :func:`augment_views` for
+    how its randomness depends only on ``generator``.
 
     Returns ``{"views": (V, N, ...), "index": (N,)}`` plus ``"labels": (N,)``
     when the sampler gave labels or the dataset has them.
@@ -42,10 +56,7 @@ class TransformedViews(Views):
         columns = torch.cat([pairs.reference.unsqueeze(1), pairs.positive], dim=1)
         samples = dataset[columns.T]  # (V, N, ...)
         if self.transform is not None:
-            seed = derive_seed(int(torch.randint(2**62, (1,), generator=generator)))
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                samples = torch.stack([torch.stack([self.transform(s) for s in view]) for view in samples])
+            samples = augment_views(samples, self.transform, generator)
         batch = {"views": samples, "index": pairs.reference}
         labels = pairs.labels if pairs.labels is not None else getattr(dataset, "labels", None)
         if labels is not None:
