@@ -1,6 +1,8 @@
 """Audio I/O, features, the speech HDF5 corpus and the LibriSpeech recipe on a tiny fixture; bad input named."""
 
-import importlib.util
+import importlib
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -136,10 +138,10 @@ def test_cpc_experiment_from_config_runs_end_to_end(tmp_path):
 
 
 def load_recipe(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "datasets/speech" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    recipes = str(ROOT / "datasets/speech")
+    if recipes not in sys.path:
+        sys.path.insert(0, recipes)  # the recipes import their sibling modules by name, as when run as scripts
+    return importlib.import_module(name)
 
 
 def test_phone_segments_run_from_one_event_to_the_next():
@@ -162,3 +164,83 @@ def test_espeak_phoneme_events_cover_the_utterance():
     positions = [position for position, _ in events]
     assert len(samples) > 0.3 * synth.sample_rate and np.isfinite(samples).all()
     assert len(phones) >= 5 and positions == sorted(positions) and positions[-1] <= len(samples)
+
+
+needs_flite = pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed (apt-get install -y flite)")
+
+
+def test_parse_psdur_turns_end_times_into_start_events():
+    flite = load_recipe("flite_synth")
+    phones, ends = ["pau", "dh", "ax"], [0.220, 0.254, 0.304]
+    starts = [0.0] + ends[:-1]
+    expected = [(round(start * 16000), phone) for start, phone in zip(starts, phones)] + [(round(ends[-1] * 16000), "")]
+    assert flite.parse_psdur("pau:0.220 dh:0.254\nax:0.304\n", 16000) == expected
+    assert flite.parse_psdur("", 16000) == []
+    with pytest.raises(ValueError, match="'dh:abc' is not phone:seconds"):
+        flite.parse_psdur("pau:0.2 dh:abc", 16000)
+    with pytest.raises(ValueError, match="'dh:0.1' has no phone or ends before"):
+        flite.parse_psdur("pau:0.2 dh:0.1", 16000)
+
+
+def test_both_phone_maps_cover_the_cmu_inventory():
+    sets = load_recipe("phone_sets")
+    phones = set(sets.CMU_PHONES)
+    assert sets.CMU_PHONES[0] == sets.SILENCE and len(phones) == len(sets.CMU_PHONES) == 41
+    assert set(sets.ESPEAK_IPA_TO_CMU.values()) == phones - {sets.SILENCE}
+    assert set(sets.FLITE_TO_CMU.values()) == phones
+    assert sets.to_cmu("ɾ", sets.ESPEAK_IPA_TO_CMU, "espeak") == "t" and sets.to_cmu("", {}, "flite") == ""
+    with pytest.raises(ValueError, match="flite phone 'brth' has no entry"):
+        sets.to_cmu("brth", sets.FLITE_TO_CMU, "flite")
+
+
+def test_flite_speaker_grid():
+    recipe = load_recipe("build_speech")
+    speakers = recipe.flite_speakers(["kal16", "rms"], f0_shifts=3, stretches=2)
+    grid = [(s.voice, s.pitch, s.speed) for s in speakers]
+    expected = [("kal16", f, d) for f in recipe.FLITE_F0_SHIFTS for d in recipe.FLITE_STRETCHES]
+    assert grid == expected + [("rms", 1.0, d) for d in recipe.FLITE_STRETCHES]
+    assert len({s.name for s in speakers}) == len(speakers) and speakers[0].name == "flite-kal16_f0.85_d0.85"
+    with pytest.raises(ValueError, match=r"flite_pitches must be an int in \[0, 3\], got 4"):
+        recipe.flite_speakers(["slt"], 4, 1)
+    with pytest.raises(ValueError, match="must not repeat"):
+        recipe.flite_speakers(["slt", "slt"], 1, 1)
+
+
+@needs_flite
+def test_flite_phone_timings_follow_the_audio():
+    synth = load_recipe("flite_synth").FliteSynthesizer()
+    samples, rate, events = synth.synthesize("A cat sat.", "slt")
+    stretched, _, stretched_events = synth.synthesize("A cat sat.", "slt", duration_stretch=1.5)
+    higher, _, _ = synth.synthesize("A cat sat.", "slt", f0_shift=1.3)
+    positions, phones = [p for p, _ in events], [phone for _, phone in events]
+    assert rate == 16000 and np.isfinite(samples).all() and positions == sorted(positions)
+    assert phones[0] == phones[-2] == "pau" and phones[-1] == "" and len(phones) >= 7
+    assert abs(positions[-1] - len(samples)) <= 0.01 * rate  # the last phone ends with the audio (10 ms)
+    assert [phone for _, phone in stretched_events] == phones
+    assert abs(stretched_events[-1][0] / positions[-1] - 1.5) < 0.05
+    assert abs(len(stretched) / len(samples) - 1.5) < 0.05
+    assert len(higher) != len(samples) or not np.array_equal(higher, samples)
+    with pytest.raises(ValueError, match="voice must be one of flite's voices"):
+        synth.synthesize("A cat sat.", "nosuch")
+
+
+@needs_flite
+def test_build_puts_espeak_and_flite_speakers_in_one_phone_set(tmp_path):
+    import ctypes.util
+
+    if ctypes.util.find_library("espeak-ng") is None:
+        pytest.skip("libespeak-ng is not installed (apt-get install -y espeak-ng)")
+    recipe = load_recipe("build_speech")
+    speakers = recipe.espeak_speakers(1, 1, 1) + recipe.flite_speakers(["slt"], 1, 1)
+    corpus = load_speech_corpus(recipe.build(tmp_path / "s.h5", speakers, sentences=1), sample_rate=16000)
+    assert corpus.speaker_names == ["en-us+m1_p25_s140", "flite-slt_f0.85_d0.85"]
+    assert corpus.phone_names == list(load_recipe("phone_sets").CMU_PHONES)
+    sequences = []
+    for u in range(2):
+        segments, length = corpus.phones[u], int(corpus.audio.lengths[u])
+        assert (segments.start < segments.end).all() and int(segments.end.max()) <= length
+        assert (segments.start[1:] >= segments.end[:-1]).all()
+        sequences.append([corpus.phone_names[i] for i in segments.id.tolist() if i != 0])
+    assert sequences[0][:4] == sequences[1][:4] == ["dh", "ax", "k", "w"]  # "The quick", one inventory
+    with pytest.raises(ValueError, match="phones='ipa' keeps espeak-ng's IPA names"):
+        recipe.build(tmp_path / "x.h5", speakers, sentences=1, phones="ipa")
