@@ -1,11 +1,15 @@
-"""Per-draw cost of every time-series sampler as the recording grows: it should stay flat in T.
+"""Per-draw cost of every sampler kind as the data grows: it should stay flat in n.
 
-For each length T the behaviour of a back-and-forth linear track
+Time-series samplers: for each length T = n the behaviour of a back-and-forth linear track
 (:func:`contrastive_seq.data.synthetic.linear_track`: position and run
 direction, ``continuous (T, 2)`` float32 and ``discrete (T,)``) is generated,
 every sampler kind is built on it once (setup, reported separately: O(T log T)
 for the KD-trees) and then drawn from repeatedly with batch 512. The table
 gives draws per second (median over blocks of draws) and the setup time.
+The other samplers are drawn on data of the same size n: augmentation views
+of n items, same-class positives over n items in 10 classes, image-caption
+pairs of n captions over n / 5 images, and CPC crops of 160 points from
+sequences of 1,000 points (n / 1,000 sequences, 50 speakers, groups of 4).
 Samplers use the margins of a receptive field of 10 (left 5, right 4). Torch
 runs on one thread by default, as in DataLoader workers (a batch of 512
 indices is too small for torch's parallel kernels to pay for waking threads).
@@ -27,17 +31,23 @@ import torch
 
 from contrastive_seq.data.synthetic import linear_track
 from contrastive_seq.sampling import (
+    AugmentationSampler,
     ContinuousBehaviourSampler,
     DiscreteBehaviourSampler,
     HybridSampler,
     MixedBehaviourSampler,
     MultiSessionSampler,
+    SameClassSampler,
     Sampler,
     TimeContrastiveSampler,
 )
+from contrastive_seq.sampling.paired import PairedSampler
+from contrastive_seq.sampling.sequences import SequenceCropSampler, SpeakerGroupedSampler
 
 LEFT, RIGHT = 5, 4
 SESSIONS = 4
+CAPTIONS_PER_IMAGE = 5
+SEQUENCE_LENGTH, CROP_LENGTH, SPEAKERS = 1_000, 160, 50
 
 
 def draws_per_second(sampler: Sampler, batch_size: int, draws: int, blocks: int, seed: int = 0) -> float:
@@ -62,10 +72,12 @@ def timed(build: Callable[[], Sampler]) -> tuple[Sampler, float]:
 
 
 def measure_length(length: int, batch_size: int, draws: int, blocks: int) -> dict[str, tuple[float, float]]:
-    """``{sampler kind: (setup seconds, draws per second)}`` on a recording of ``length`` time points."""
+    """``{sampler kind: (setup seconds, draws per second)}`` on data of ``length`` time points or items."""
     position, direction = linear_track(length, torch.Generator().manual_seed(length))
     continuous = torch.stack([position, direction.float()], dim=1)
     margins = {"left_context": LEFT, "right_context": RIGHT}
+    sequence_lengths = torch.full((length // SEQUENCE_LENGTH,), SEQUENCE_LENGTH)
+    speakers = torch.arange(len(sequence_lengths)) % SPEAKERS
     builders: dict[str, Callable[[], Sampler]] = {
         "time (offset 10)": lambda: TimeContrastiveSampler(length, 10, **margins),
         "continuous delta": lambda: ContinuousBehaviourSampler(continuous, "delta", delta=0.05, **margins),
@@ -75,6 +87,13 @@ def measure_length(length: int, batch_size: int, draws: int, blocks: int) -> dic
         f"multi-session ({SESSIONS} x T/{SESSIONS})": lambda: MultiSessionSampler(
             list(continuous.chunk(SESSIONS)), "time_delta", time_delta=10, **margins
         ),
+        "augmentation views": lambda: AugmentationSampler(length),
+        "same class (10 classes)": lambda: SameClassSampler(torch.arange(length) % 10),
+        f"image-caption ({CAPTIONS_PER_IMAGE} per image)": lambda: PairedSampler(
+            torch.arange(length) // CAPTIONS_PER_IMAGE, length // CAPTIONS_PER_IMAGE
+        ),
+        "CPC crops": lambda: SequenceCropSampler(sequence_lengths, CROP_LENGTH),
+        "CPC crops, speaker groups": lambda: SpeakerGroupedSampler(sequence_lengths, CROP_LENGTH, speakers),
     }
     results = {}
     for name, build in builders.items():
@@ -103,7 +122,7 @@ def main() -> None:
     table = {length: measure_length(length, args.batch_size, args.draws, args.blocks) for length in args.lengths}
     names = list(next(iter(table.values())))
     width = max(map(len, names)) + 2
-    header = "".join(f"{f'T = {length:.0e}':>14}" for length in args.lengths)
+    header = "".join(f"{f'n = {length:.0e}':>14}" for length in args.lengths)
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}")
     print(f"\ndraws per second (median of {args.blocks} blocks of {args.draws} draws)")
     print(f"{'sampler':<{width}}{header}")

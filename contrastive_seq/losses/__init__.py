@@ -2,6 +2,7 @@
 
 from contrastive_seq.losses.byol import BYOLLoss
 from contrastive_seq.losses.clip import CLIPLoss, SigLIPLoss
+from contrastive_seq.losses.cpc import CPCLoss
 from contrastive_seq.losses.dino import DINOLoss
 from contrastive_seq.losses.infonce import ContrastiveCore, InfoNCE, info_nce_from_logits
 from contrastive_seq.losses.margin import ContrastiveMargin, TripletMargin
@@ -17,6 +18,7 @@ __all__ = [
     "BYOLLoss",
     "BarlowTwinsLoss",
     "CLIPLoss",
+    "CPCLoss",
     "ContrastiveCore",
     "ContrastiveMargin",
     "DINOLoss",
