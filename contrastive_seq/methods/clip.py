@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+
 from contrastive_seq.losses.clip import CLIPLoss, SigLIPLoss
 from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.methods.base import Method
 from contrastive_seq.models.clip_towers import ImageTower, TextTower
+from contrastive_seq.training.gradient_cache import GradientCache
 
 
 class CLIP(Method):
@@ -23,9 +25,17 @@ class CLIP(Method):
         image_tower: images ``-> (N, d)``.
         text_tower: token ids ``-> (N, d)``, with its ``tokenizer``.
         loss: a :class:`CLIPLoss` (learnable logit scale clamped to 100) or a :class:`SigLIPLoss`.
+        chunk_size: ``None`` embeds the whole batch at once; an int embeds
+            both towers this many rows at a time through a
+            :class:`~contrastive_seq.training.gradient_cache.GradientCache`
+            (features cached, loss on the whole batch, chunks re-run with a
+            graph): the gradients of the whole batch with the activation
+            memory of one chunk.
     """
 
-    def __init__(self, image_tower: ImageTower, text_tower: TextTower, loss: CLIPLoss | SigLIPLoss):
+    def __init__(
+        self, image_tower: ImageTower, text_tower: TextTower, loss: CLIPLoss | SigLIPLoss, chunk_size: int | None = None
+    ):
         super().__init__()
         if not isinstance(image_tower, ImageTower):
             raise TypeError(f"image_tower must be an ImageTower, got {type(image_tower).__name__}")
@@ -39,9 +49,13 @@ class CLIP(Method):
         self.image_tower = image_tower
         self.text_tower = text_tower
         self.loss = loss
+        self.cache = None if chunk_size is None else GradientCache(chunk_size)
 
     def training_step(self, batch: dict[str, torch.Tensor]) -> LossOutput:  # noqa: D102
-        return self.loss(self.image_tower(batch["image"]), self.text_tower(batch["text"]))
+        if self.cache is None:
+            return self.loss(self.image_tower(batch["image"]), self.text_tower(batch["text"]))
+        towers = [(self.image_tower, batch["image"]), (self.text_tower, batch["text"])]
+        return self.cache(self, towers, lambda embeddings: self.loss(*embeddings))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Image embeddings in the shared space: ``(N, C, H, W) -> (N, d)`` (not normalised)."""

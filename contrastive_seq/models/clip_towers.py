@@ -11,7 +11,10 @@
 A tower is a backbone, an optional linear projection to the shared dimension
 (added when the backbone's width differs from it) and an optional lock
 (LiT, Zhai et al. 2022): a locked backbone is frozen, runs without gradients
-and stays in eval mode; its projection, if any, still trains.
+and stays in eval mode; its projection, if any, still trains. A locked
+backbone's output never changes, so :meth:`Tower.cache_features` can keep it
+per distinct input row (a locked text tower then runs once per caption, not
+once per step).
 """
 
 from __future__ import annotations
@@ -111,9 +114,32 @@ class Tower(nn.Module):
         self.projection = nn.Identity() if backbone_dim == embed_dim else nn.Linear(backbone_dim, embed_dim, bias=False)
         self.output_dim = embed_dim
         self.locked = lock
+        self._feature_cache: dict[bytes, torch.Tensor] | None = None
         if lock:
             self.backbone.requires_grad_(False)
             self.backbone.eval()
+
+    def cache_features(self) -> Tower:
+        """Keep the locked backbone's output per distinct input row and compute each row only once.
+
+        Meant for fixed inputs such as captions' token ids (memory grows with
+        the number of distinct rows seen; random image crops never repeat).
+        Features are kept on the CPU in the dtype first computed (rows computed
+        under autocast and outside it are promoted together). The cache is
+        emptied when weights are loaded into the backbone.
+
+        Raises:
+            ValueError: the tower is not locked (its backbone's output changes as it trains).
+        """
+        if not self.locked:
+            raise ValueError("cache_features needs a locked tower: a training backbone's features change every step")
+        self._feature_cache = {}
+        return self
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        if self._feature_cache is not None:
+            self._feature_cache.clear()
+        super()._load_from_state_dict(*args, **kwargs)
 
     def train(self, mode: bool = True) -> Tower:
         """Set train/eval mode; a locked backbone stays in eval mode."""
@@ -124,8 +150,23 @@ class Tower(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The backbone's output ``(N, backbone_dim)``; without a graph when locked."""
+        if self._feature_cache is not None:
+            return self._cached_features(x)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.locked):
             return self.backbone(x)
+
+    @torch.no_grad()
+    def _cached_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``features(x)`` from the cache, running the backbone once on the distinct rows not cached yet."""
+        keys = [row.tobytes() for row in x.detach().cpu().numpy()]
+        first_row: dict[bytes, int] = {}
+        for i, key in enumerate(keys):
+            if key not in self._feature_cache:
+                first_row.setdefault(key, i)
+        if first_row:  # kept on the CPU: the cache survives moving the tower to another device
+            computed = self.backbone(x[list(first_row.values())]).cpu()
+            self._feature_cache.update(zip(first_row, computed))
+        return torch.stack([self._feature_cache[key] for key in keys]).to(x.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return self.projection(self.features(x))

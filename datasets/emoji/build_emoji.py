@@ -5,8 +5,8 @@
 Fetches the package with ``apt-get download`` and unpacks it with ``dpkg -x``
 into ``--cache`` (no Ruby needed, nothing installed), or reads an unpacked
 copy given with ``--gem-root``. Every emoji with a category of at least
-``--min-category-size`` members becomes one image (its 64x64 PNG) with up to
-three captions made from its name, category and keywords; its category is
+``--min-category-size`` members becomes one image (its 64x64 PNG) with one
+or two captions made from its name, category and keywords; its category is
 its label (the zero-shot classes). See ``README.md`` for the dataset card.
 """
 
@@ -54,15 +54,22 @@ def find_gem_root(folder: Path) -> Path:
 
 
 def emoji_captions(name: str, category: str, keywords: Sequence[str]) -> list[str]:
-    """Captions of one emoji: its name, its name with its category, and its keywords (when it has any).
+    """Captions of one emoji, each naming its category (one from its name, one from its keywords).
 
-    HTML entities in the index (``r&eacute;publique``) are decoded.
+    ``"{name}, a {category} emoji"`` and, when it has keywords not already in
+    its name, ``"a {category} emoji of {up to six keywords}"``.
+
+    Every caption names the category, as web captions name what a picture
+    shows; with the category in only some captions the names (unique to each
+    emoji) carry the contrastive loss alone and zero-shot prompts such as
+    ``"a people emoji"`` stay below the majority-class rate. HTML entities in
+    the index (``r&eacute;publique``) are decoded.
     """
     name, keywords = html.unescape(name), [html.unescape(word) for word in keywords]
-    captions = [name, f"{name}, a {category} emoji"]
+    captions = [f"{name}, a {category} emoji"]
     words = [word for word in keywords if word and word not in name.split()]
     if words:
-        captions.append("emoji of " + ", ".join(words[:6]))
+        captions.append(f"a {category} emoji of " + ", ".join(words[:6]))
     return captions
 
 
