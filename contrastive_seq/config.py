@@ -146,7 +146,10 @@ def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
         key, sep, text = override.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {override!r} must look like section.key=value")
-        value = yaml.safe_load(text)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"override {override!r}: the value is not valid (safe) YAML: {error}") from error
         node = data
         parts = key.split(".")
         for part in parts[:-1]:

@@ -203,7 +203,7 @@ def test_checkpoint_loads_with_weights_only(tmp_path):
     trainer = make_trainer(max_steps=4, output_dir=tmp_path)
     trainer.fit()
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    assert set(state) == {"step", "model", "optimizer", "scheduler", "scaler", "rng", "config"}
+    assert set(state) == {"step", "model", "optimizer", "scheduler", "scaler", "skipped_steps", "rng", "config"}
     assert state["step"] == 4 and len(state["rng"]) == 1
     assert set(state["rng"][0]) >= {"torch", "numpy", "python"}
     for name, value in trainer.method.state_dict().items():

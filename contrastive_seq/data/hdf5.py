@@ -64,8 +64,11 @@ class HDF5TimeSeries:
     def __init__(self, path: str | os.PathLike, key: str):
         self.path = Path(path)
         self.key = key
-        with h5py.File(self.path, "r") as file:
-            dataset = file[key]
+        with open_for_reading(self.path) as file:
+            dataset = file.get(key)
+            if not isinstance(dataset, h5py.Dataset):
+                found = "nothing" if dataset is None else f"a {type(dataset).__name__}"
+                raise ValueError(f"{self.path}:{key} must be a dataset, found {found}")
             self.shape = tuple(dataset.shape)
             self.dtype = dataset.dtype
         self._file: h5py.File | None = None
@@ -113,6 +116,22 @@ class HDF5TimeSeries:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def open_for_reading(path: Path) -> h5py.File:
+    """``path`` opened read-only with h5py.
+
+    Raises:
+        FileNotFoundError: naming ``path`` when there is no file.
+        ValueError: naming ``path`` when HDF5 cannot read it (not HDF5, truncated, corrupt).
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"HDF5 file {path} does not exist")
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        reason = f"corrupt, truncated or another format: {error}"
+        raise ValueError(f"{path} is not a readable HDF5 file ({reason})") from error
 
 
 def _as_session_list(recordings: Recording | MultiSessionRecording | Sequence[Recording]) -> list[Recording]:
@@ -256,7 +275,8 @@ def load_recordings(
             check always runs.
 
     Raises:
-        FileNotFoundError naming ``path``; ValueError / TypeError naming the
+        FileNotFoundError naming ``path``; ValueError naming ``path`` for a file
+        HDF5 cannot read; ValueError / TypeError naming the
         dataset (``path:/sessions/<name>/<member>``) for a missing ``neural``,
         wrong shapes, wrong dtypes, NaN / infinity, unknown members, or a
         file of another format or a newer format version.
@@ -264,7 +284,7 @@ def load_recordings(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"recordings file {path} does not exist")
-    with h5py.File(path, "r") as file:
+    with open_for_reading(path) as file:
         names = _check_format(file, str(path))
         sessions = [_read_session(file, path, name, in_memory, check_finite_values) for name in names]
     return MultiSessionRecording(sessions)
@@ -280,7 +300,7 @@ def load_recording(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"recordings file {path} does not exist")
-    with h5py.File(path, "r") as file:
+    with open_for_reading(path) as file:
         names = _check_format(file, str(path))
         if session is None and len(names) != 1:
             raise ValueError(f"{path} holds {len(names)} sessions {names}; pass session=<name> to pick one")

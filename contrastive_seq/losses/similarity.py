@@ -46,7 +46,8 @@ class CosineSimilarity(Similarity):
     """Inner product of L2-normalised embeddings, in [-1, 1]."""
 
     def left(self, a: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return F.normalize(a, dim=-1)
+        # F.normalize's default floor of 1e-12 is 0 in float16, where a zero row would give 0 / 0
+        return F.normalize(a, dim=-1, eps=max(1e-12, torch.finfo(a.dtype).tiny))
 
     right = left
 

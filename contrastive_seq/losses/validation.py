@@ -29,20 +29,28 @@ def check_embeddings(name: str, x: object, rank: int = 2, min_rows: int = 1) -> 
     return x
 
 
+def _check_same_dtype(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
+    """Require one dtype, except under autocast (which casts the products itself)."""
+    if a.dtype != b.dtype and not torch.is_autocast_enabled(a.device.type):
+        raise TypeError(f"{name_a} and {name_b} must have the same dtype, got {a.dtype} and {b.dtype}")
+
+
 def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
-    """Require two embedding tensors to have one shape."""
+    """Require two embedding tensors to have one shape (and one dtype outside autocast)."""
     if a.shape != b.shape:
         raise ValueError(
             f"{name_a} and {name_b} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
         )
+    _check_same_dtype(name_a, a, name_b, b)
 
 
 def check_same_dim(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
-    """Require two embedding tensors to share their last (embedding) dimension."""
+    """Require two embedding tensors to share their last (embedding) dimension (and their dtype outside autocast)."""
     if a.shape[-1] != b.shape[-1]:
         raise ValueError(
             f"{name_b} must have embedding dimension {a.shape[-1]} like {name_a}, got shape {tuple(b.shape)}"
         )
+    _check_same_dtype(name_a, a, name_b, b)
 
 
 def check_labels(name: str, labels: object, length: int) -> torch.Tensor:

@@ -27,7 +27,7 @@ class SameClassSampler(Sampler):
         labels = torch.as_tensor(labels)
         if labels.dim() != 1 or labels.numel() == 0:
             raise ValueError(f"labels must be a non-empty 1-D tensor, got shape {tuple(labels.shape)}")
-        if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
             raise TypeError(f"labels must hold integer classes, got dtype {labels.dtype}")
         if isinstance(positives_per_reference, bool) or not isinstance(positives_per_reference, int) or (
             positives_per_reference < 1

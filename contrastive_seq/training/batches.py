@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
-from contrastive_seq.sampling.base import Sampler
+from contrastive_seq.sampling.base import PairIndex, Sampler
 from contrastive_seq.seeding import generator_for
 from contrastive_seq.views.base import Views
 
@@ -55,7 +55,10 @@ class SampledBatches(Dataset):
     def __len__(self) -> int:
         return self.num_steps
 
-    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
+    def pairs(self, step: int) -> PairIndex:
+        """This rank's pairs of step ``step`` (its shard of the global batch)."""
         pairs = self.sampler.sample(self.batch_size * self.world_size, generator_for(self.seed, step))
-        pairs = pairs.shard(self.rank, self.world_size)
-        return self.views(self.dataset, pairs, generator_for(self.seed, step, self.rank))
+        return pairs.shard(self.rank, self.world_size)
+
+    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
+        return self.views(self.dataset, self.pairs(step), generator_for(self.seed, step, self.rank))

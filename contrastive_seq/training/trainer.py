@@ -35,7 +35,7 @@ from tqdm import tqdm
 from contrastive_seq import distributed
 from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.methods.base import Method
-from contrastive_seq.sampling.base import Sampler
+from contrastive_seq.sampling.base import PairIndex, Sampler
 from contrastive_seq.seeding import derive_seed
 from contrastive_seq.training.batches import SampledBatches
 from contrastive_seq.training.checkpoint import (
@@ -52,6 +52,7 @@ from contrastive_seq.views.base import Views
 OPTIMIZERS = ("adamw", "sgd")
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
+NONFINITE_ACTIONS = ("stop", "skip")
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
 
@@ -101,6 +102,12 @@ class TrainerConfig:
         sync_batchnorm: convert BatchNorm layers to SyncBatchNorm when running
             on more than one rank (CUDA only).
         progress: show a tqdm progress bar on rank 0.
+        on_nonfinite: what a NaN or infinite loss (on any rank) does:
+            ``"stop"`` raises :class:`NonFiniteLossError` (the step, its pairs
+            and the last good checkpoint) before any gradient is computed;
+            ``"skip"`` drops the step on every rank (no backward, no optimiser
+            step, no ``after_step``; the schedule still advances), warns, and
+            counts it in :attr:`Trainer.skipped_steps`, logged as ``skipped_steps``.
 
     Raises:
         ValueError: naming the field, for any value out of range, at construction.
@@ -126,6 +133,7 @@ class TrainerConfig:
     output_dir: str | os.PathLike | None = None
     sync_batchnorm: bool = False
     progress: bool = True
+    on_nonfinite: str = "stop"
 
     def __post_init__(self) -> None:
         def fail(name: str, expected: str) -> None:
@@ -158,6 +166,7 @@ class TrainerConfig:
             ("schedule", SCHEDULES),
             ("precision", PRECISIONS),
             ("device", DEVICES),
+            ("on_nonfinite", NONFINITE_ACTIONS),
         ):
             if getattr(self, name) not in choices:
                 fail(name, f"one of {choices}")
@@ -171,6 +180,36 @@ class TrainerConfig:
                 fail(name, "a bool")
         if self.output_dir is not None and not isinstance(self.output_dir, (str, os.PathLike)):
             fail("output_dir", "None or a path")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss was NaN or infinite at a step and ``TrainerConfig.on_nonfinite`` is ``"stop"``.
+
+    Attributes:
+        step: the 0-based step (the optimiser step that was not taken).
+        pairs: this rank's :class:`~contrastive_seq.sampling.base.PairIndex` of that step
+            (the sample indices of the batch).
+        checkpoint: the last checkpoint this run wrote or resumed from (``None`` when there is none).
+    """
+
+    def __init__(self, loss: float, step: int, pairs: PairIndex, checkpoint: Path | None):
+        self.step, self.pairs, self.checkpoint = step, pairs, checkpoint
+        where = (
+            f"the last good checkpoint is {checkpoint} (resume with fit(resume=True) after fixing the cause)"
+            if checkpoint is not None
+            else "no checkpoint was written before it"
+        )
+        named = (("reference", pairs.reference), ("positive", pairs.positive), ("negative", pairs.negative))
+        indices = "; ".join(
+            f"{name} {tuple(value.shape)} "
+            + np.array2string(value.reshape(-1).numpy(), threshold=20, edgeitems=5, max_line_width=1 << 20)
+            for name, value in named
+            if value is not None
+        )
+        super().__init__(
+            f"the loss is {loss} at step {step} (0-based; on at least one rank); no optimiser step was taken; "
+            f"{where}. This rank's batch indices ({len(pairs)} pairs, all in .pairs): {indices}"
+        )
 
 
 def _env_int(name: str, default: int) -> int:
@@ -208,13 +247,18 @@ def _init_process_group(device: torch.device) -> None:
     """Join the process group torchrun describes (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), unless one exists.
 
     NCCL on CUDA, gloo on the CPU; a world size of 1 (or no WORLD_SIZE) needs no group.
+    The group's keys in the rendezvous store are prefixed with torchrun's restart
+    count (TORCHELASTIC_RESTART_COUNT): torchrun keeps one store across restarts, and
+    a restarted group must not read the addresses the lost processes published there.
     """
     if not dist.is_available() or dist.is_initialized():
         return
     world = _env_int("WORLD_SIZE", 1)
     if world > 1:
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, rank=_env_int("RANK", 0), world_size=world)
+        store, rank, world = next(dist.rendezvous("env://", rank=_env_int("RANK", 0), world_size=world))
+        store = dist.PrefixStore(f"attempt{_env_int('TORCHELASTIC_RESTART_COUNT', 0)}", store)
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world)
 
 
 def _seed_everything(seed: int) -> None:
@@ -263,6 +307,9 @@ class Trainer:
         batches: the :class:`SampledBatches` of this rank.
         device, rank, world_size: where this process runs.
         step: completed optimiser steps.
+        skipped_steps: steps dropped for a non-finite loss (``on_nonfinite="skip"``),
+            counted over the whole run (a checkpoint keeps the count).
+        last_checkpoint: the checkpoint last written or resumed from (``None`` before either).
         history: the records logged by :meth:`fit` in this process (step, loss,
             parts, lr, throughput, eval), also kept when ``output_dir`` is ``None``.
     """
@@ -328,6 +375,8 @@ class Trainer:
             world_size=self.world_size,
         )
         self.step = 0
+        self.skipped_steps = 0
+        self.last_checkpoint: Path | None = None
         self.history: list[dict[str, Any]] = []
         # draw one batch of indices now, so that a sampler that cannot serve this batch size fails before training
         sampler.sample(config.batch_size * self.world_size, torch.Generator().manual_seed(config.seed))
@@ -356,8 +405,10 @@ class Trainer:
             are absent when the checkpoint was already at ``max_steps``).
 
         Raises:
-            FloatingPointError: naming the step, when the loss is NaN or infinite
-                (on any rank); no optimiser step is taken with it.
+            NonFiniteLossError: (a ``FloatingPointError``) naming the step, its
+                batch indices and the last good checkpoint, when the loss is NaN or
+                infinite on any rank and ``on_nonfinite="stop"``; no optimiser step
+                is taken with it.
             FileNotFoundError, CheckpointError: naming the file, for a missing
                 explicit checkpoint or one that cannot be read or does not fit.
         """
@@ -406,6 +457,8 @@ class Trainer:
                 if last or done % config.log_every == 0:
                     loss = scalars.pop("loss")
                     record.update(loss=loss, parts=scalars, lr=lr, samples_per_s=rate)
+                    if config.on_nonfinite == "skip":
+                        record["skipped_steps"] = self.skipped_steps
                     window_start, window_steps = time.perf_counter(), 0
                 paused = time.perf_counter()  # evaluation and checkpoints do not count against throughput
                 if self.evaluate is not None and (last or (config.eval_every and done % config.eval_every == 0)):
@@ -439,10 +492,8 @@ class Trainer:
             )
         scalars = self._mean_scalars(output)
         if not math.isfinite(scalars["loss"]):
-            raise FloatingPointError(
-                f"the loss is {scalars['loss']} at step {step} (0-based; on at least one rank); "
-                "no optimiser step was taken and the last checkpoint is intact"
-            )
+            self._non_finite_loss(step, scalars["loss"])
+            return scalars
         self.scaler.scale(output.loss).backward()
         if self.config.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
@@ -452,6 +503,24 @@ class Trainer:
         self.scheduler.step()
         self.method.after_step(step)
         return scalars
+
+    def _non_finite_loss(self, step: int, loss: float) -> None:
+        """Stop with :class:`NonFiniteLossError`, or drop the step and count it (``config.on_nonfinite``).
+
+        Every rank sees the same averaged loss, so every rank takes the same branch.
+        """
+        if self.config.on_nonfinite == "stop":
+            raise NonFiniteLossError(loss, step, self.batches.pairs(step), self.last_checkpoint)
+        self.skipped_steps += 1
+        warnings.warn(
+            f"the loss is {loss} at step {step} (0-based); the step is skipped "
+            f"({self.skipped_steps} skipped in this run so far)",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        with warnings.catch_warnings():  # the schedule follows the step count even when no optimiser step was taken
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+            self.scheduler.step()
 
     def _mean_scalars(self, output: LossOutput) -> dict[str, float]:
         """The loss and its parts as floats, averaged over ranks (one collective, one device sync).
@@ -491,6 +560,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(),
+                "skipped_steps": self.skipped_steps,
                 "rng": states,
                 "config": {
                     key: str(value) if isinstance(value, os.PathLike) else value
@@ -508,6 +578,7 @@ class Trainer:
                 raise RuntimeError(f"rank 0 could not save checkpoint {self.checkpoint_path}")
         if error is not None:
             raise error
+        self.last_checkpoint = self.checkpoint_path
 
     def _resume(self, resume: bool | str | os.PathLike) -> None:
         """Load the checkpoint ``resume`` points to, if any, and set :attr:`step` from it."""
@@ -533,6 +604,7 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
             self.scaler.load_state_dict(state["scaler"])
             rng = state["rng"]
+            skipped = state.get("skipped_steps", 0)
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(f"checkpoint {path} does not fit this method and config: {exc}") from exc
         if self.rank < len(rng):
@@ -544,7 +616,9 @@ class Trainer:
                 stacklevel=3,
             )
             _seed_everything(derive_seed(self.config.seed, self.rank, step))
-        self.step = step
+        if not _is_int(skipped) or skipped < 0:
+            raise CheckpointError(f"checkpoint {path} has skipped_steps {skipped!r}, expected a non-negative int")
+        self.step, self.skipped_steps, self.last_checkpoint = step, skipped, path
         self._check_ranks_agree()
 
     def _check_ranks_agree(self) -> None:
