@@ -18,19 +18,26 @@
 
 Several sessions: ``X`` a list of ``(T_s, C_s)`` arrays and ``y`` a list of
 their continuous labels (one shared meaning); each session gets its own
-encoder into one shared space, and ``transform(X, session=s)`` embeds
-session ``s``. ``X`` may also be a :class:`~contrastive_seq.data.recording.Recording`
+encoder into one shared space, ``transform(X, session=s)`` embeds session
+``s`` and ``transform(list_of_sessions)`` all of them. ``X`` may also be a :class:`~contrastive_seq.data.recording.Recording`
 (an HDF5-backed one trains without loading the neural data) or a
 :class:`~contrastive_seq.data.recording.MultiSessionRecording`, whose labels are used.
 
-Training runs on the one :class:`~contrastive_seq.training.Trainer`; the
-estimator leaves torch's global random state as it found it.
+Every argument is checked before training starts; errors name the argument
+(``X``, ``y``, ``X[s]``, ``y[s]``, ``session`` or the parameter). Training
+runs on the one :class:`~contrastive_seq.training.Trainer`; the estimator
+leaves the global random streams (torch, NumPy, Python) as it found them.
+:meth:`ContrastiveEmbedding.save` / :meth:`ContrastiveEmbedding.load` write
+and read plain tensors and containers (``torch.load(weights_only=True)``):
+loading never runs code.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +50,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from contrastive_seq.data.recording import MultiSessionRecording, Recording
 from contrastive_seq.losses.infonce import InfoNCE
 from contrastive_seq.methods.cebra import CEBRA, MultiSessionCEBRA
-from contrastive_seq.models.timeseries import make_time_series_encoder
+from contrastive_seq.models.timeseries import (
+    TIME_SERIES_ENCODERS,
+    make_time_series_encoder,
+)
 from contrastive_seq.sampling.base import Sampler
 from contrastive_seq.sampling.behaviour import (
     ContinuousBehaviourSampler,
@@ -54,8 +64,14 @@ from contrastive_seq.sampling.behaviour import (
 from contrastive_seq.sampling.multisession import MultiSessionSampler
 from contrastive_seq.sampling.time import TimeContrastiveSampler
 from contrastive_seq.seeding import generator_for
-from contrastive_seq.training.checkpoint import load_checkpoint, save_checkpoint
+from contrastive_seq.training.checkpoint import (
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from contrastive_seq.training.trainer import Trainer, TrainerConfig
+from contrastive_seq.views.base import Views
 from contrastive_seq.views.windows import MultiSessionWindowViews, WindowViews
 
 CONDITIONALS = ("time_delta", "delta")
@@ -152,7 +168,8 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         self.verbose = verbose
         self.random_state = random_state
 
-    def __sklearn_tags__(self):  # noqa: D105
+    def __sklearn_tags__(self):
+        """No NaN accepted, float32 output, the same weights for the same ``random_state``."""
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         tags.transformer_tags.preserves_dtype = ["float32"]
@@ -181,6 +198,7 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         for name in ("delta", "temperature", "min_temperature", "learning_rate"):
             positive_number(name)
         for name, choices in (
+            ("model_architecture", tuple(TIME_SERIES_ENCODERS)),
             ("conditional", CONDITIONALS),
             ("distance", tuple(DISTANCES)),
             ("temperature_mode", TEMPERATURE_MODES),
@@ -206,14 +224,7 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         )
 
     def _make_loss(self) -> InfoNCE:
-        low = self.min_temperature if self.temperature_mode == "auto" else min(self.temperature, 0.01)
-        return InfoNCE(
-            decoupled=True,
-            similarity=DISTANCES[self.distance][0],
-            temperature=float(self.temperature),
-            learnable_temperature=self.temperature_mode == "auto",
-            temperature_bounds=(float(low), max(100.0, float(self.temperature))),
-        )
+        return cebra_loss(self.distance, float(self.temperature), self.temperature_mode, float(self.min_temperature))
 
     # ----------------------------------------------------------------- data
 
@@ -230,9 +241,12 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
                 labels = list(y)
             else:
                 raise ValueError(f"y must be None or a list of {len(X)} per-session label arrays, like X")
-            sessions = [self._one_session(x, label, f"X[{s}]") for s, (x, label) in enumerate(zip(X, labels))]
+            sessions = [
+                _checked_session(x, label, f"X[{s}]", f"y[{s}]") for s, (x, label) in enumerate(zip(X, labels))
+            ]
         else:
-            sessions = [self._single_session(X, y, reset)]
+            X = self._validated_X(X, reset=reset, ensure_min_samples=2)
+            sessions = [_checked_session(X, y, "X", "y")]
         if reset:
             self.n_sessions_ = len(sessions)
             self.n_features_per_session_ = [recording.num_channels for recording in sessions]
@@ -243,27 +257,29 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
             self._check_same_layout(sessions)
         return sessions
 
-    def _single_session(self, X: Any, y: Any, reset: bool) -> Recording:
-        continuous, discrete = _split_labels(y)
-        if continuous is not None or discrete is not None:
-            labels = continuous if continuous is not None else discrete
-            X, _ = validate_data(self, X, labels, reset=reset, dtype=np.float32, ensure_min_samples=2, multi_output=True)
-        else:
-            X = validate_data(self, X, reset=reset, dtype=np.float32, ensure_min_samples=2)
-        return self._one_session(X, y, "X")
-
-    @staticmethod
-    def _one_session(X: Any, y: Any, name: str) -> Recording:
-        continuous, discrete = _split_labels(y)
-        neural = np.asarray(X, dtype=np.float32)
-        if neural.ndim != 2 or neural.shape[0] < 2:
-            raise ValueError(f"{name} must have shape (time >= 2, channels), got {neural.shape}")
+    def _validated_X(self, X: Any, reset: bool, ensure_min_samples: int = 1) -> np.ndarray:
+        """``X`` as float32 ``(T, C)`` through scikit-learn's checks; their errors are prefixed with the argument."""
         try:
-            return Recording(neural, continuous, discrete)
+            return validate_data(self, X, reset=reset, dtype=np.float32, ensure_min_samples=ensure_min_samples)
         except (TypeError, ValueError) as error:
-            raise ValueError(f"{name}: {error}") from None
+            raise type(error)(f"X: {error}") from error
+
+    def _check_lengths(self, sessions: list[Recording]) -> None:
+        """Every session must hold a window of the receptive field (and room for the time offset when pairing by time)."""
+        encoder = self._encoder()
+        by_time = self.label_kind_ == "none" or self.hybrid
+        needed = encoder.receptive_field + (int(self.time_offsets) if by_time else 0)
+        for s, recording in enumerate(sessions):
+            if len(recording) < needed:
+                name = "X" if len(sessions) == 1 else f"X[{s}]"
+                reason = f"the receptive field of {self.model_architecture!r} ({encoder.receptive_field})"
+                if by_time:
+                    reason += f" plus time_offsets={self.time_offsets}"
+                raise ValueError(f"{name} has {len(recording)} time points, fewer than {reason} = {needed}")
 
     def _check_same_layout(self, sessions: list[Recording]) -> None:
+        if len(sessions) != self.n_sessions_:
+            raise ValueError(f"X holds {len(sessions)} sessions, but the model was fitted on {self.n_sessions_}")
         channels = [recording.num_channels for recording in sessions]
         if channels != self.n_features_per_session_:
             raise ValueError(
@@ -274,27 +290,16 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
 
     def _sampler(self, sessions: list[Recording], left: int, right: int) -> Sampler:
         """The sampler for this data and these hyper-parameters (the label kind decides)."""
-        margins = dict(left_context=left, right_context=right, num_negatives=self.num_negatives)
-        targets = dict(mode=self.conditional, delta=float(self.delta), time_delta=int(self.time_offsets))
-        if len(sessions) > 1:
-            if any(recording.continuous is None for recording in sessions):
-                raise ValueError("several sessions need continuous labels y for every session (the shared behaviour)")
-            if self.hybrid:
-                raise ValueError("hybrid=True is not available for several sessions")
-            return MultiSessionSampler([recording.continuous for recording in sessions], **targets, **margins)
-        recording = sessions[0]
-        kind = _label_kind(recording)
-        if kind == "none":
-            if self.hybrid:
-                raise ValueError("hybrid=True needs behaviour labels y")
-            return TimeContrastiveSampler(len(recording), int(self.time_offsets), **margins)
-        if kind == "continuous":
-            behaviour = ContinuousBehaviourSampler(recording.continuous, **targets, **margins)
-        elif kind == "discrete":
-            behaviour = DiscreteBehaviourSampler(recording.discrete, allow_singletons=True, **margins)
-        else:
-            behaviour = MixedBehaviourSampler(recording.discrete, recording.continuous, **targets, **margins)
-        return HybridSampler(behaviour, int(self.time_offsets)) if self.hybrid else behaviour
+        return cebra_sampler(
+            sessions,
+            conditional=self.conditional,
+            delta=float(self.delta),
+            time_offsets=int(self.time_offsets),
+            hybrid=self.hybrid,
+            left_context=left,
+            right_context=right,
+            num_negatives=self.num_negatives,
+        )
 
     # ----------------------------------------------------------------- training
 
@@ -302,7 +307,7 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         """Fresh encoders and loss for the fitted input layout, seeded from ``random_state``."""
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         self._seed = seed
-        with torch.random.fork_rng(devices=[]):
+        with _global_random_state_kept():
             torch.manual_seed(seed)
             encoders = [self._make_encoder(channels) for channels in self.n_features_per_session_]
             if len(encoders) == 1:
@@ -315,15 +320,19 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
     def _encoder(self, session: int = 0) -> torch.nn.Module:
         return self.model_.encoders[session] if isinstance(self.model_, MultiSessionCEBRA) else self.model_.encoder
 
-    def _train(self, sessions: list[Recording]) -> None:
+    def _pairing(self, sessions: list[Recording]) -> tuple[Sampler, Recording | MultiSessionRecording, Views]:
+        """The sampler, the data it indexes and the window views, for these sessions and the fitted encoders."""
         encoder = self._encoder()
         sampler = self._sampler(sessions, encoder.left_context, encoder.right_context)
-        if len(sessions) > 1:
-            data, views = MultiSessionRecording(sessions), MultiSessionWindowViews.for_encoder(encoder)
-            if self.batch_size % len(sessions):
-                raise ValueError(f"batch_size={self.batch_size} must be a multiple of the {len(sessions)} sessions")
-        else:
-            data, views = sessions[0], WindowViews.for_encoder(encoder)
+        if len(sessions) == 1:
+            return sampler, sessions[0], WindowViews.for_encoder(encoder)
+        if self.batch_size % len(sessions):
+            raise ValueError(f"batch_size={self.batch_size} must be a multiple of the {len(sessions)} sessions")
+        return sampler, MultiSessionRecording(sessions), MultiSessionWindowViews.for_encoder(encoder)
+
+    def _train(self, sessions: list[Recording]) -> None:
+        self._check_lengths(sessions)
+        sampler, data, views = self._pairing(sessions)
         config = TrainerConfig(
             max_steps=int(self.max_iterations),
             batch_size=int(self.batch_size),
@@ -335,7 +344,7 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
             checkpoint_every=None,
             progress=self.verbose,
         )
-        with torch.random.fork_rng(devices=[]):
+        with _global_random_state_kept():
             trainer = Trainer(self.model_, config, data, sampler, views)
             trainer.fit(resume=False)
         self.model_.to("cpu").eval()
@@ -343,21 +352,28 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         self.n_iter_ += int(self.max_iterations)
 
     def fit(self, X: Any, y: Any = None) -> ContrastiveEmbedding:
-        """Train a new embedding on ``X`` ``(T, C)`` (or a list of sessions) with optional labels ``y``."""
+        """Train a new embedding on ``X`` ``(T, C)`` (or a list of sessions) with optional labels ``y``.
+
+        Every argument is checked before training; on an error the estimator is left unfitted.
+        """
         self._check_params()
         for attribute in ("n_features_in_", "model_"):
             if hasattr(self, attribute):
                 delattr(self, attribute)
         sessions = self._recordings(X, y, reset=True)
         self._build_model()
-        self._train(sessions)
+        try:
+            self._train(sessions)
+        except BaseException:
+            del self.model_
+            raise
         return self
 
     def partial_fit(self, X: Any, y: Any = None) -> ContrastiveEmbedding:
         """Train ``max_iterations`` more steps on ``X``, ``y`` from the current weights (fits first if unfitted).
 
         The optimiser state starts afresh on each call; the data must have the
-        layout (channels per session, label kind) the model was fitted on.
+        layout (sessions, channels per session, label kind) the model was fitted on.
         """
         if not hasattr(self, "model_"):
             return self.fit(X, y)
@@ -368,29 +384,41 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
     # ----------------------------------------------------------------- inference
 
     def _neural(self, X: Any, session: int | None) -> tuple[torch.Tensor, int]:
-        check_is_fitted(self, "model_")
         if self.n_sessions_ > 1:
-            if session is None or not 0 <= session < self.n_sessions_:
+            if isinstance(session, bool) or not isinstance(session, (int, np.integer)):
                 raise ValueError(f"session must be an int in [0, {self.n_sessions_}) for a multi-session model")
+            if not 0 <= session < self.n_sessions_:
+                raise ValueError(f"session must lie in [0, {self.n_sessions_}), got {session}")
+            channels = self.n_features_per_session_[session]
             X = np.asarray(X, dtype=np.float32)
-            if X.ndim != 2 or X.shape[1] != self.n_features_per_session_[session]:
-                raise ValueError(
-                    f"X for session {session} must have shape (time, {self.n_features_per_session_[session]}), "
-                    f"got {X.shape}"
-                )
+            if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] != channels:
+                raise ValueError(f"X for session {session} must have shape (time, {channels}), got {X.shape}")
             if not np.isfinite(X).all():
                 raise ValueError("X contains NaN or infinite values")
-            return torch.from_numpy(X), session
+            return torch.from_numpy(X), int(session)
         if session not in (None, 0):
-            raise ValueError(f"session must be None or 0 for a single-session model, got {session}")
-        return torch.from_numpy(validate_data(self, X, reset=False, dtype=np.float32)), 0
+            raise ValueError(f"session must be None or 0 for a single-session model, got {session!r}")
+        return torch.from_numpy(self._validated_X(X, reset=False)), 0
 
-    def transform(self, X: Any, session: int | None = None) -> np.ndarray:
+    def transform(self, X: Any, session: int | None = None) -> np.ndarray | list[np.ndarray]:
         """Embed ``X`` ``(T, C)`` into ``(T, output_dimension)`` float32 (one row per time point).
 
         Edges are handled by repeating the first and last samples over the
-        encoder's context. ``session`` picks the encoder of a multi-session model.
+        encoder's context. ``session`` picks the encoder of a multi-session
+        model; without it, a multi-session model takes a list with one array
+        per session and returns a list of their embeddings. ``X`` may be a
+        :class:`Recording` (or :class:`MultiSessionRecording`), whose neural
+        data is then read whole.
         """
+        check_is_fitted(self, "model_")
+        if isinstance(X, Recording):
+            X = X.read_neural().numpy()
+        elif isinstance(X, MultiSessionRecording):
+            X = [recording.read_neural().numpy() for recording in X]
+        if self.n_sessions_ > 1 and session is None and _is_multi_session(X):
+            if len(X) != self.n_sessions_:
+                raise ValueError(f"X holds {len(X)} sessions, but the model was fitted on {self.n_sessions_}")
+            return [self.transform(x, session=s) for s, x in enumerate(X)]
         neural, session = self._neural(X, session)
         with torch.no_grad():
             return self._encoder(session).embed_sequence(neural).numpy()
@@ -398,17 +426,14 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
     def score(self, X: Any, y: Any = None, num_batches: int = 10) -> float:
         """Negative InfoNCE loss on ``X``, ``y`` (higher is better, as GridSearchCV expects).
 
-        The mean over ``num_batches`` batches drawn with fixed seeds, so two
-        models are scored on the same pairs.
+        The mean over ``num_batches`` batches of ``batch_size`` pairs; batch
+        ``b`` is drawn with the generator ``generator_for(0, b)``, so two models
+        are scored on the same pairs.
         """
         check_is_fitted(self, "model_")
         sessions = self._recordings(X, y, reset=False)
-        encoder = self._encoder()
-        sampler = self._sampler(sessions, encoder.left_context, encoder.right_context)
-        if len(sessions) > 1:
-            data, views = MultiSessionRecording(sessions), MultiSessionWindowViews.for_encoder(encoder)
-        else:
-            data, views = sessions[0], WindowViews.for_encoder(encoder)
+        self._check_lengths(sessions)
+        sampler, data, views = self._pairing(sessions)
         losses = []
         with torch.no_grad():
             for batch_index in range(num_batches):
@@ -464,27 +489,129 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         return estimator
 
 
-def _split_labels(y: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """``y`` as ``(continuous, discrete)``: float arrays are continuous, integer arrays discrete."""
+def cebra_loss(
+    distance: str = "cosine", temperature: float = 1.0, temperature_mode: str = "constant", min_temperature: float = 0.1
+) -> InfoNCE:
+    """CEBRA's decoupled InfoNCE for a ``distance`` of :data:`DISTANCES`, with a fixed or learned temperature.
+
+    ``temperature_mode="auto"`` learns τ, bounded below by ``min_temperature``.
+    """
+    if distance not in DISTANCES:
+        raise ValueError(f"distance must be one of {tuple(DISTANCES)}, got {distance!r}")
+    if temperature_mode not in TEMPERATURE_MODES:
+        raise ValueError(f"temperature_mode must be one of {TEMPERATURE_MODES}, got {temperature_mode!r}")
+    low = min_temperature if temperature_mode == "auto" else min(temperature, 0.01)
+    return InfoNCE(
+        decoupled=True,
+        similarity=DISTANCES[distance][0],
+        temperature=float(temperature),
+        learnable_temperature=temperature_mode == "auto",
+        temperature_bounds=(float(low), max(100.0, float(temperature))),
+    )
+
+
+def cebra_sampler(
+    sessions: list[Recording],
+    conditional: str = "time_delta",
+    delta: float = 0.1,
+    time_offsets: int = 10,
+    hybrid: bool = False,
+    left_context: int = 0,
+    right_context: int = 0,
+    num_negatives: int | None = None,
+) -> Sampler:
+    """The sampler CEBRA would pair ``sessions`` with, chosen by the labels they carry.
+
+    One session: no labels gives time pairs (positive ``t + time_offsets``);
+    continuous labels the ``conditional`` (``"time_delta"`` / ``"delta"``)
+    behaviour sampler; discrete labels same-label pairs; both the mixed
+    sampler; ``hybrid=True`` adds time positives to a behaviour sampler.
+    Several sessions need continuous labels and give the multi-session
+    sampler. ``left_context`` / ``right_context`` are the encoder's margins.
+    """
+    margins = {"left_context": left_context, "right_context": right_context, "num_negatives": num_negatives}
+    targets = {"mode": conditional, "delta": delta, "time_delta": time_offsets}
+    if len(sessions) > 1:
+        if any(recording.continuous is None for recording in sessions):
+            raise ValueError("several sessions need continuous labels y for every session (the shared behaviour)")
+        if hybrid:
+            raise ValueError("hybrid=True is not available for several sessions")
+        return MultiSessionSampler([recording.continuous for recording in sessions], **targets, **margins)
+    recording = sessions[0]
+    kind = _label_kind(recording)
+    if kind == "none":
+        if hybrid:
+            raise ValueError("hybrid=True needs behaviour labels y")
+        return TimeContrastiveSampler(len(recording), time_offsets, **margins)
+    if kind == "continuous":
+        behaviour = ContinuousBehaviourSampler(recording.continuous, **targets, **margins)
+    elif kind == "discrete":
+        behaviour = DiscreteBehaviourSampler(recording.discrete, allow_singletons=True, **margins)
+    else:
+        behaviour = MixedBehaviourSampler(recording.discrete, recording.continuous, **targets, **margins)
+    return HybridSampler(behaviour, time_offsets) if hybrid else behaviour
+
+
+@contextmanager
+def _global_random_state_kept() -> Iterator[None]:
+    """Restore torch's, NumPy's and Python's global random streams on exit (training seeds them)."""
+    saved = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(saved)
+
+
+def _split_labels(y: Any, name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``y`` as ``(continuous, discrete)``: float arrays are continuous, integer arrays discrete.
+
+    ``name`` is how errors call ``y``. Shapes are checked by :func:`_checked_session`.
+    """
     if y is None:
         return None, None
     if isinstance(y, tuple):
         if len(y) != 2:
-            raise ValueError("y as a tuple must be (continuous, discrete)")
-        continuous, discrete = (np.asarray(part) for part in y)
-        if not np.issubdtype(continuous.dtype, np.floating):
-            raise TypeError(f"y[0] (continuous) must be floating point, got dtype {continuous.dtype}")
-        if not (np.issubdtype(discrete.dtype, np.integer) or discrete.dtype == bool):
-            raise TypeError(f"y[1] (discrete) must be integers, got dtype {discrete.dtype}")
-        return continuous.astype(np.float32), discrete.astype(np.int64)
+            raise ValueError(f"{name} as a tuple must be (continuous, discrete), got {len(y)} items")
+        continuous, _ = _split_labels(np.asarray(y[0]), f"{name}[0]")
+        _, discrete = _split_labels(np.asarray(y[1]), f"{name}[1]")
+        if continuous is None:
+            raise TypeError(f"{name}[0] (continuous) must be floating point, got dtype {np.asarray(y[0]).dtype}")
+        if discrete is None:
+            raise TypeError(f"{name}[1] (discrete) must be integers, got dtype {np.asarray(y[1]).dtype}")
+        return continuous, discrete
     labels = np.asarray(y)
-    if np.issubdtype(labels.dtype, np.floating):
+    if labels.dtype.kind == "f":
         return labels.astype(np.float32), None
-    if np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool:
-        if labels.ndim != 1:
-            raise ValueError(f"discrete y must have shape (time,), got {labels.shape}")
+    if labels.dtype.kind in "iub":
         return None, labels.astype(np.int64)
-    raise TypeError(f"y must hold floats (continuous) or integers (discrete), got dtype {labels.dtype}")
+    raise TypeError(
+        f"Unknown label type: {name} must hold floats (continuous) or integers (discrete), got dtype {labels.dtype}"
+    )
+
+
+def _checked_session(X: Any, y: Any, x_name: str, y_name: str) -> Recording:
+    """One session's ``X (T, C)`` and labels ``y`` as a :class:`Recording`; errors name ``x_name`` / ``y_name``."""
+    neural = np.asarray(X, dtype=np.float32)
+    if neural.ndim != 2 or neural.shape[0] < 2 or neural.shape[1] < 1:
+        raise ValueError(f"{x_name} must have shape (time >= 2, channels >= 1), got {neural.shape}")
+    if not np.isfinite(neural).all():
+        raise ValueError(f"{x_name} contains NaN or infinite values")
+    continuous, discrete = _split_labels(y, y_name)
+    length = neural.shape[0]
+    if continuous is not None:
+        name = f"{y_name}[0]" if discrete is not None else y_name
+        if continuous.ndim not in (1, 2) or continuous.shape[0] != length:
+            raise ValueError(
+                f"{name} (continuous) must have shape ({length},) or ({length}, k) to match {x_name}, "
+                f"got {continuous.shape}"
+            )
+        if not np.isfinite(continuous).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+    if discrete is not None:
+        name = f"{y_name}[1]" if continuous is not None else y_name
+        if discrete.shape != (length,):
+            raise ValueError(f"{name} (discrete) must have shape ({length},) to match {x_name}, got {discrete.shape}")
+    return Recording(neural, continuous, discrete)
 
 
 def _label_kind(recording: Recording) -> str:
