@@ -100,7 +100,7 @@ def measure_length(length: int, batch_size: int, draws: int, blocks: int) -> dic
         sampler, setup = timed(build)
         results[name] = (setup, draws_per_second(sampler, batch_size, draws, blocks))
         if name == "continuous time_delta":  # hybrid reuses this behaviour sampler
-            hybrid, setup = timed(lambda: HybridSampler(sampler, time_offset=10))
+            hybrid, setup = timed(lambda behaviour=sampler: HybridSampler(behaviour, time_offset=10))
             results["hybrid (time + time_delta)"] = (setup, draws_per_second(hybrid, batch_size, draws, blocks))
             del hybrid
         del sampler

@@ -8,17 +8,14 @@ reaches :func:`run_cpc_experiment` through :func:`~contrastive_seq.experiments.r
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from contrastive_seq import distributed
-from contrastive_seq.config import to_mapping
 from contrastive_seq.data.audio import SequenceDataset, SpeechCorpus, load_speech_corpus
 from contrastive_seq.evaluation.speech import cpc_frame_features, mfcc_frame_features, speech_probe_scores
-from contrastive_seq.experiments.run import experiment_runner, format_table
+from contrastive_seq.experiments.run import experiment_runner, report_results
 from contrastive_seq.experiments.sections import DataConfig, EncoderConfig, ExperimentConfig, MethodConfig, ViewsConfig
 from contrastive_seq.losses.cpc import CPCLoss
 from contrastive_seq.methods.cpc import CPC
@@ -144,9 +141,5 @@ def run_cpc_experiment(config: ExperimentConfig) -> dict[str, dict[str, float]]:
         name: speech_probe_scores(features, experiment.corpus, experiment.train, experiment.test, frames)
         for name, features in representations.items()
     }
-    print(format_table(results))
-    if config.train.output_dir is not None:
-        output = Path(config.train.output_dir)
-        output.mkdir(parents=True, exist_ok=True)
-        (output / "results.json").write_text(json.dumps({"config": to_mapping(config), "results": results}, indent=2))
+    report_results(config, results)
     return results

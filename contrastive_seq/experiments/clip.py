@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import torch
 from torchvision.transforms import v2
 
 from contrastive_seq import distributed
-from contrastive_seq.config import ConfigError, to_mapping
+from contrastive_seq.config import ConfigError
 from contrastive_seq.data.fashion_mnist import CLASSES as FASHION_CLASSES
 from contrastive_seq.data.fashion_mnist import DEFAULT_ROOT as FASHION_ROOT
 from contrastive_seq.data.fashion_mnist import load_fashion_mnist
@@ -36,7 +35,7 @@ from contrastive_seq.data.image_text import (
 )
 from contrastive_seq.evaluation.zero_shot import caption_relevance, evaluate_image_text
 from contrastive_seq.experiments.build import build_data
-from contrastive_seq.experiments.run import experiment_runner, format_table, load_experiment_config
+from contrastive_seq.experiments.run import experiment_runner, format_table, load_experiment_config, report_results
 from contrastive_seq.experiments.sections import DataConfig, EncoderConfig, ExperimentConfig, MethodConfig, ViewsConfig
 from contrastive_seq.losses.clip import CLIPLoss, SigLIPLoss
 from contrastive_seq.methods.clip import CLIP
@@ -288,14 +287,6 @@ def chance_scores(experiment: CLIPExperiment) -> dict[str, float]:
     return scores
 
 
-def _write_results(config: ExperimentConfig, results: dict[str, dict[str, float]]) -> None:
-    if config.train.output_dir is None:
-        return
-    output = Path(config.train.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "results.json").write_text(json.dumps({"config": to_mapping(config), "results": results}, indent=2))
-
-
 @experiment_runner.register
 def _(method_config: CLIPMethodConfig):
     return run_clip_experiment
@@ -326,8 +317,7 @@ def run_clip_experiment(config: ExperimentConfig) -> dict[str, dict[str, float]]
         "untrained towers": evaluate_clip(untrained, experiment),
         f"{config.method.name} (trained)": evaluate_clip(experiment.method, experiment),
     }
-    print(format_table(results))
-    _write_results(config, results)
+    report_results(config, results)
     return results
 
 

@@ -58,6 +58,21 @@ def format_table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def report_results(config: ExperimentConfig, results: dict[str, dict[str, float]]) -> Path | None:
+    """Print the ``{representation: {score: value}}`` table and write it with the resolved config.
+
+    Returns the output directory holding ``results.json``, or ``None`` when
+    ``train.output_dir`` is not set (then nothing is written).
+    """
+    print(format_table(results))
+    if config.train.output_dir is None:
+        return None
+    output = Path(config.train.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "results.json").write_text(json.dumps({"config": to_mapping(config), "results": results}, indent=2))
+    return output
+
+
 @singledispatch
 def experiment_runner(method_config: object) -> Callable[[ExperimentConfig], dict[str, dict[str, float]]] | None:
     """The run of a method family with its own evaluation (CLIP registers one); ``None``: the train-and-probe run below."""
@@ -99,9 +114,5 @@ def run_experiment(config: ExperimentConfig) -> dict[str, dict[str, float]]:
         "random encoder": _method_scores(untrained, train, test, config.evaluation),
         f"{config.method.name} (trained)": _method_scores(experiment.method, train, test, config.evaluation),
     }
-    print(format_table(results))
-    if config.train.output_dir is not None:
-        output = Path(config.train.output_dir)
-        output.mkdir(parents=True, exist_ok=True)
-        (output / "results.json").write_text(json.dumps({"config": to_mapping(config), "results": results}, indent=2))
+    report_results(config, results)
     return results

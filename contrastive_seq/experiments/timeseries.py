@@ -20,7 +20,6 @@ section only ``knn_k`` applies.
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -30,12 +29,11 @@ import numpy as np
 import torch
 
 from contrastive_seq import distributed
-from contrastive_seq.config import to_mapping
 from contrastive_seq.data.recording import Recording
 from contrastive_seq.data.synthetic import synthetic_place_cells
 from contrastive_seq.estimator import DISTANCES, cebra_loss, cebra_sampler
 from contrastive_seq.evaluation.decoding import knn_decode
-from contrastive_seq.experiments.run import experiment_runner, format_table
+from contrastive_seq.experiments.run import experiment_runner, report_results
 from contrastive_seq.experiments.sections import (
     DataConfig,
     EncoderConfig,
@@ -290,10 +288,7 @@ def run_timeseries_experiment(config: ExperimentConfig) -> dict[str, dict[str, f
             embed(experiment.method.encoder, train), train, trained_test, test, k, metric, track
         ),
     }
-    print(format_table(results))
-    if config.train.output_dir is not None:
-        output = Path(config.train.output_dir)
-        output.mkdir(parents=True, exist_ok=True)
-        (output / "results.json").write_text(json.dumps({"config": to_mapping(config), "results": results}, indent=2))
+    output = report_results(config, results)
+    if output is not None:
         save_figures(output, trained_test, test, trainer.history)
     return results
