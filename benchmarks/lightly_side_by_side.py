@@ -12,10 +12,10 @@ accuracy of the backbone on Fashion-MNIST's test split, median time per
 training step (forward, backward, optimiser step, momentum update; building
 the batch is shared and not timed) and the ratios ours / lightly.
 
-Needs ``pip install lightly --no-deps`` (the modules used here import nothing
+Needs ``pip install --no-deps lightly==1.6.0`` (the modules used here import nothing
 beyond torch) and Debian's ``dataset-fashion-mnist``::
 
-    python benchmarks/lightly_side_by_side.py --steps 500 --batch-size 128
+    python benchmarks/lightly_side_by_side.py --steps 300 --batch-size 128 --train-subset 10000
 """
 
 from __future__ import annotations
@@ -28,7 +28,11 @@ from collections.abc import Callable
 
 import torch
 from lightly.loss import NegativeCosineSimilarity, NTXentLoss
-from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead, SimCLRProjectionHead
+from lightly.models.modules import (
+    BYOLPredictionHead,
+    BYOLProjectionHead,
+    SimCLRProjectionHead,
+)
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.scheduler import cosine_schedule
 from torch import nn
@@ -49,6 +53,8 @@ from contrastive_seq.views.image import byol_augmentations, simclr_augmentation
 from contrastive_seq.views.multicrop import MultiCropViews
 
 Step = Callable[[dict[str, torch.Tensor], int], torch.Tensor]
+#: the small CNN of configs/*_fashion_mnist.yaml
+WIDTHS = (16, 32, 64, 128)
 
 
 class LightlySimCLR(nn.Module):
@@ -180,20 +186,20 @@ def main() -> None:
     rows = {}
     for name in args.methods:  # the settings of configs/{simclr,byol}_fashion_mnist.yaml
         torch.manual_seed(args.seed)
-        backbone = SmallConvNet(1, (32, 64, 128))
+        backbone = SmallConvNet(1, WIDTHS)
         ours_backbone, their_backbone = copy.deepcopy(backbone), copy.deepcopy(backbone)
         torch.manual_seed(args.seed + 1)
         if name == "simclr":
             views = TransformedViews(simclr_augmentation(28, 1, (0.4, 1.0), jitter_strength=0.5, blur_probability=0.0))
-            ours = SimCLR(ours_backbone, MLPHead(128, 256, 64), NTXent(temperature=0.1))
-            theirs = LightlySimCLR(their_backbone, 256, 64, temperature=0.1)
+            ours = SimCLR(ours_backbone, MLPHead(128, 256, 64), NTXent(temperature=0.2))
+            theirs = LightlySimCLR(their_backbone, 256, 64, temperature=0.2)
         else:
             views = MultiCropViews(byol_augmentations(28, 1, (0.4, 1.0), blur_probabilities=(0.2, 0.0)))
             heads = MLPHead(128, 512, 128), MLPHead(128, 512, 128)
             ours = BYOL(ours_backbone, *heads, BYOLLoss(), base_momentum=0.99, momentum_steps=args.steps)
             theirs = LightlyBYOL(their_backbone, 512, 128, 0.99, args.steps)
         rows[name] = compare(name, ours, ours_backbone, theirs, views, data, args)
-    print(f"\nFashion-MNIST, SmallConvNet(32-64-128), batch {args.batch_size}, {args.steps} steps, seed {args.seed}, "
+    print(f"\nFashion-MNIST, SmallConvNet{WIDTHS}, batch {args.batch_size}, {args.steps} steps, seed {args.seed}, "
           f"{torch.get_num_threads()} threads")
     print(f"{'method':8} {'metric':13} {'ours':>9} {'lightly':>9} {'ours/lightly':>13}")
     for name, results in rows.items():

@@ -111,5 +111,8 @@ def global_row_mean(values: torch.Tensor, valid: torch.Tensor | None = None) -> 
         dist.all_reduce(count)
         count = count / dist.get_world_size()
     if float(count) == 0:
-        raise ValueError("no row of the batch has a positive: the loss is undefined")
+        raise ValueError(
+                "no row of the batch has a positive (its labels or positive mask leave every reference without one): "
+                "the loss is undefined"
+            )
     return torch.where(valid, values, torch.zeros_like(values)).sum() / count

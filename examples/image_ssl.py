@@ -1,12 +1,12 @@
 """Image self-supervision on Fashion-MNIST: pick a method by name, train it, report kNN accuracy.
 
-Each method is one config under ``configs/`` (``<method>_fashion_mnist.yaml``):
+Each method is one config under ``configs/`` (``<method>_fashion_mnist.yaml``; MoCo v2 is ``moco``, v3 ``moco_v3``):
 the same small CNN and Fashion-MNIST data, the method's own views and
 heads. Any config key can be overridden, as on the command line::
 
     python examples/image_ssl.py byol                       # the full run of the README's table
     python examples/image_ssl.py dino --steps 100 --train-subset 5000
-    python examples/image_ssl.py moco method.queue_size=null method.symmetric=true method.predictor=true  # MoCo v3
+    python examples/image_ssl.py moco_v3                    # MoCo v3: no queue, a predictor, symmetric
 
 Needs Debian's ``dataset-fashion-mnist`` (``apt-get install dataset-fashion-mnist``).
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 from contrastive_seq.experiments import load_experiment_config, run_experiment
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-METHODS = ("simclr", "moco", "byol", "dino", "supcon")
-MOMENTUM_METHODS = ("moco", "byol", "dino")
+METHODS = ("simclr", "moco", "moco_v3", "byol", "dino", "supcon")
+MOMENTUM_METHODS = ("moco", "moco_v3", "byol", "dino")
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the config's)")
     parser.add_argument("--train-subset", type=int, default=None, help="training images (default: all 60,000)")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="more config overrides")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()  # overrides may follow the options
     overrides = list(args.overrides)
     if args.steps is not None:
         overrides += [f"train.max_steps={args.steps}", f"train.warmup_steps={args.steps // 10}"]

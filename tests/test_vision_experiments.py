@@ -10,12 +10,17 @@ import torch
 
 from contrastive_seq.cli import main
 from contrastive_seq.config import ConfigError
-from contrastive_seq.experiments import build_experiment, load_experiment_config, run_experiment
+from contrastive_seq.experiments import (
+    build_experiment,
+    load_experiment_config,
+    run_experiment,
+)
 from contrastive_seq.methods.byol import BYOL
 from contrastive_seq.methods.dino import DINO
 from contrastive_seq.methods.moco import MoCo
 from contrastive_seq.methods.simclr import SimCLR
 from contrastive_seq.methods.supcon import SupCon
+from contrastive_seq.models import MLPHead
 from contrastive_seq.models.backbones import ResNetBackbone
 from contrastive_seq.sampling import AugmentationSampler, SameClassSampler
 
@@ -49,6 +54,7 @@ def fashion_root(tmp_path_factory):
 def tiny(root, steps=2):
     return [
         f"data.root={root}",
+        "data.train_subset=null",  # the configs take 10,000 of the 60,000 training images; the fixture has 60
         f"train.max_steps={steps}",
         "train.warmup_steps=0",
         "train.batch_size=8",
@@ -85,6 +91,16 @@ def test_configs_build_the_intended_parts(fashion_root):
     assert parts["moco"].method.queue is not None  # the config is MoCo v2
     dino_batch = parts["dino"].views(parts["dino"].train_data, parts["dino"].sampler.sample(4, torch.Generator()), torch.Generator())
     assert dino_batch["views"].shape[-1] == 28 and dino_batch["local_views"].shape[-1] < 28
+
+
+def test_moco_v3_config_has_no_queue_a_predictor_and_both_directions(fashion_root):
+    config = load_experiment_config(CONFIGS / "moco_v3_fashion_mnist.yaml", tiny(fashion_root))
+    experiment = build_experiment(config)
+    method = experiment.method
+    assert isinstance(method, MoCo) and method.queue is None and method.symmetric
+    assert isinstance(method.predictor, MLPHead)
+    results = run_experiment(config)
+    assert set(results) == {"raw inputs", "random encoder", "moco (trained)"}
 
 
 def test_cli_trains_moco_v3_and_logs_collapse(fashion_root, tmp_path):

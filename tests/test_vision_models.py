@@ -1,12 +1,18 @@
 """Vision models: torchvision backbones by name, the EMA copy and its schedule, MoCo's queue, DINO's head."""
 
+import copy
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from contrastive_seq.models.backbones import ResNetBackbone, ViTBackbone, encode_views, image_backbone
+from contrastive_seq.models.backbones import (
+    ResNetBackbone,
+    ViTBackbone,
+    encode_views,
+    image_backbone,
+)
 from contrastive_seq.models.dino_head import DINOHead
 from contrastive_seq.models.ema import EMACopy, cosine_momentum
 from contrastive_seq.models.queue import KeyQueue
@@ -213,3 +219,13 @@ def test_dino_head_outputs_cosines_to_prototypes():
     assert DINOHead(16, 10, 32, 8, norm_last_layer=False).last_layer.parametrizations.weight.original0.requires_grad
     with pytest.raises(ValueError, match="out_dim"):
         DINOHead(16, 0)
+
+
+def test_encode_views_normalises_each_view_over_its_own_images():
+    """One call per view: in training mode BatchNorm takes each view's statistics, not those of all V·N images."""
+    network = nn.Sequential(nn.Flatten(), nn.BatchNorm1d(12))
+    views = torch.randn(2, 4, 1, 3, 4) + torch.tensor([0.0, 5.0]).view(2, 1, 1, 1, 1)  # the views differ in mean
+    reference = copy.deepcopy(network)
+    expected = torch.stack([reference(view) for view in views])
+    torch.testing.assert_close(encode_views(network, views), expected)
+    torch.testing.assert_close(expected.mean(dim=1), torch.zeros(2, 12), atol=1e-5, rtol=0)

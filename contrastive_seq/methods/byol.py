@@ -50,7 +50,8 @@ class BYOL(Method):
 
     def training_step(self, batch: dict[str, torch.Tensor]) -> LossOutput:  # noqa: D102
         views = check_image_views("batch['views']", batch["views"], min_views=2, max_views=2)
-        predictions = self.predictor(encode_views(self.online, views).flatten(0, 1))  # (2N, d): view 1 then view 2
+        online = nn.Sequential(self.online, self.predictor)
+        predictions = encode_views(online, views).flatten(0, 1)  # (2N, d): view 1 then view 2
         targets = encode_views(self.target, views.flip(0)).flatten(0, 1)  # the other view of each row
         return self.loss(predictions, targets)
 

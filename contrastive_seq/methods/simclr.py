@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import torch
-from einops import rearrange
 from torch import nn
 
 from contrastive_seq import distributed
 from contrastive_seq.losses.ntxent import NTXent
 from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.methods.base import Method
+from contrastive_seq.models.backbones import encode_views
 
 
 class SimCLR(Method):
     """Encode V augmented views of each image, project, and score them with NT-Xent.
 
-    Batch: ``{"views": (V, N, C, H, W)}`` from an augmentation sampler and views step.
+    Batch: ``{"views": (V, N, C, H, W)}`` from an augmentation sampler and views step;
+    each view is encoded as its own batch (:func:`~contrastive_seq.models.backbones.encode_views`).
 
     Args:
         encoder: images ``(N, C, H, W) -> (N, encoder.output_dim)``.
@@ -38,9 +39,7 @@ class SimCLR(Method):
                 f"batch['views'] must hold at least 2 images (V, N >= 2, ...): NT-Xent's in-batch negatives "
                 f"need another image, got {tuple(views.shape)}"
             )
-        n_views = views.shape[0]
-        z = self.projection(self.encoder(rearrange(views, "v n ... -> (v n) ...")))
-        return self.loss(rearrange(z, "(v n) d -> v n d", v=n_views))
+        return self.loss(encode_views(nn.Sequential(self.encoder, self.projection), views))  # (V, N, d)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Encoder features (before the projection head): ``(N, C, H, W) -> (N, output_dim)``."""

@@ -168,6 +168,11 @@ def image_backbone(
 
 
 def encode_views(network: nn.Module, views: torch.Tensor) -> torch.Tensor:
-    """Apply ``network`` to V views of N images in one batch: ``(V, N, C, H, W) -> (V, N, d)``."""
-    features = network(rearrange(views, "v n c h w -> (v n) c h w"))
-    return rearrange(features, "(v n) d -> v n d", v=views.shape[0])
+    """Apply ``network`` to each of V views of N images: ``(V, N, C, H, W) -> (V, N, d)``.
+
+    One call per view: BatchNorm normalises each view over its own N images
+    (as BYOL and MoCo do), and the activations are those of N images, not V·N,
+    which on the CPU keeps a step about 8% faster than one joint batch
+    (``benchmarks/lightly_side_by_side.py``).
+    """
+    return torch.stack([network(view) for view in views])
