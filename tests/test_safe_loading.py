@@ -24,14 +24,26 @@ from torch import nn
 from contrastive_seq import ContrastiveEmbedding
 from contrastive_seq.config import ConfigError, apply_overrides, load_yaml
 from contrastive_seq.data import ArrayDataset
-from contrastive_seq.data.hdf5 import HDF5TimeSeries, load_recording, load_recordings, save_recordings
+from contrastive_seq.data.audio import SPEECH_FORMAT, load_speech_corpus
+from contrastive_seq.data.hdf5 import (
+    HDF5TimeSeries,
+    load_recording,
+    load_recordings,
+    save_recordings,
+)
 from contrastive_seq.data.hdf5_images import load_hdf5_images
 from contrastive_seq.data.image_text import load_image_text_hdf5
 from contrastive_seq.data.recording import Recording
 from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.methods.base import Method
 from contrastive_seq.sampling import AugmentationSampler
-from contrastive_seq.training import CheckpointError, Trainer, TrainerConfig, load_checkpoint, save_checkpoint
+from contrastive_seq.training import (
+    CheckpointError,
+    Trainer,
+    TrainerConfig,
+    load_checkpoint,
+    save_checkpoint,
+)
 from contrastive_seq.views import TransformedViews
 
 PACKAGE = Path(__file__).resolve().parent.parent / "contrastive_seq"
@@ -270,5 +282,25 @@ def test_other_hdf5_loaders_name_the_missing_dataset(tmp_path):
         load_hdf5_images(path)
     with pytest.raises(ValueError, match=re.escape(f"{path}:flat must have shape")):
         load_hdf5_images(path, images_key="flat")
-    with pytest.raises(ValueError, match=re.escape(f"{path} has no 'images' dataset")):
+    with pytest.raises(ValueError, match=re.escape(f"{path} has no dataset 'images'")):
         load_image_text_hdf5(path)
+
+
+def test_speech_corpus_names_missing_and_mistyped_datasets(tmp_path):
+    path = tmp_path / "speech.h5"
+    with h5py.File(path, "w") as file:
+        file.attrs.update(format=SPEECH_FORMAT, sample_rate=16000, speaker_names=["a"], phone_names=["sil"])
+        file["audio"] = np.zeros(10, np.float32)
+        file["offsets"] = np.array([0, 10])
+        file["utterance"] = np.array(["u0"], dtype=h5py.string_dtype())
+    with pytest.raises(ValueError, match=re.escape(f"{path} has no dataset 'speaker'")):
+        load_speech_corpus(path)
+    with h5py.File(path, "a") as file:
+        file["speaker"] = np.zeros(1, np.float32)
+    with pytest.raises(ValueError, match=re.escape(f"{path}:speaker must have a dtype of kind 'iu', got float32")):
+        load_speech_corpus(path)
+    with h5py.File(path, "a") as file:
+        del file["speaker"]
+        file["speaker"] = np.zeros(1, np.int64)
+    with pytest.raises(ValueError, match=re.escape(f"{path} has no group 'phones'")):
+        load_speech_corpus(path)

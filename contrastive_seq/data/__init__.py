@@ -5,9 +5,18 @@ from contrastive_seq.data.digits import load_digits
 
 __all__ = ["ArrayDataset", "load_digits"]
 
-from contrastive_seq.data.hdf5 import HDF5TimeSeries, load_recording, load_recordings, save_recordings
+from contrastive_seq.data.hdf5 import (
+    HDF5TimeSeries,
+    load_recording,
+    load_recordings,
+    save_recordings,
+)
 from contrastive_seq.data.recording import MultiSessionRecording, Recording
-from contrastive_seq.data.synthetic import PlaceCellModel, synthetic_place_cell_sessions, synthetic_place_cells
+from contrastive_seq.data.synthetic import (
+    PlaceCellModel,
+    synthetic_place_cell_sessions,
+    synthetic_place_cells,
+)
 
 __all__ += [
     "HDF5TimeSeries",

@@ -30,6 +30,8 @@ import soundfile
 import torch
 import torchaudio
 
+from contrastive_seq.data.hdf5 import open_for_reading, read_dataset
+
 SPEECH_FORMAT = "contrastive_seq.speech"
 SPEECH_FORMAT_VERSION = 1
 
@@ -307,22 +309,31 @@ def load_speech_corpus(
         sample_rate: raise when the corpus has another rate.
     """
     path = Path(path)
-    with h5py.File(path, "r") as file:
+    with open_for_reading(path) as file:
         if file.attrs.get("format") != SPEECH_FORMAT:
             found = file.attrs.get("format")
             raise ValueError(f"{path} is not a {SPEECH_FORMAT} file (attribute 'format' is {found!r})")
         rate = int(file.attrs["sample_rate"])
         if sample_rate is not None and rate != sample_rate:
             raise ValueError(f"{path} has sample rate {rate} Hz, expected sample_rate={sample_rate}")
-        audio = torch.from_numpy(file["audio"][:])
-        offsets = file["offsets"][:]
-        utterances = [u.decode() if isinstance(u, bytes) else str(u) for u in file["utterance"][:]]
+        audio = torch.from_numpy(read_dataset(file, "audio", str(path), ndim=1, kinds="f"))
+        offsets = read_dataset(file, "offsets", str(path), ndim=1, kinds="iu")
+        utterances = [u.decode() if isinstance(u, bytes) else str(u) for u in read_dataset(file, "utterance", str(path), 1)]
         names = [f"{path}:{u}" for u in utterances]
+        if len(offsets) != len(utterances) + 1 or offsets[-1] != len(audio) or (np.diff(offsets) < 0).any():
+            raise ValueError(f"{path}:offsets must hold {len(utterances) + 1} rising offsets ending at {len(audio)}")
         waveforms = [audio[offsets[u] : offsets[u + 1]] for u in range(len(utterances))]
-        dataset = SequenceDataset(waveforms, torch.from_numpy(file["speaker"][:]), names)
-        group = file["phones"]
-        phone_offsets = group["offsets"][:]
-        columns = {field: torch.from_numpy(group[field][:]).long() for field in ("start", "end", "id")}
+        speakers = torch.from_numpy(read_dataset(file, "speaker", str(path), ndim=1, kinds="iu"))
+        dataset = SequenceDataset(waveforms, speakers, names)
+        group = file.get("phones")
+        if not isinstance(group, h5py.Group):
+            raise ValueError(f"{path} has no group 'phones' (phone segments per utterance)")
+        where = f"{path}:/phones"
+        phone_offsets = read_dataset(group, "offsets", where, ndim=1, kinds="iu")
+        columns = {
+            field: torch.from_numpy(read_dataset(group, field, where, ndim=1, kinds="iu")).long()
+            for field in ("start", "end", "id")
+        }
         phones = [
             PhoneSegments(*(columns[f][phone_offsets[u] : phone_offsets[u + 1]] for f in ("start", "end", "id")))
             for u in range(len(phone_offsets) - 1)

@@ -134,6 +134,35 @@ def open_for_reading(path: Path) -> h5py.File:
         raise ValueError(f"{path} is not a readable HDF5 file ({reason})") from error
 
 
+def read_dataset(
+    file: h5py.File | h5py.Group, key: str, where: str, ndim: int | None = None, kinds: str | None = None
+) -> np.ndarray:
+    """The whole dataset ``file[key]`` as an array, checked.
+
+    Args:
+        file: an open file or group.
+        key: the dataset's name in it.
+        where: how errors name the file (``"path"`` or ``"path:/group"``).
+        ndim: the rank the dataset must have (``None``: any).
+        kinds: the numpy dtype kinds it may have, e.g. ``"iu"`` for integers,
+            ``"f"`` for floats, ``"SOU"`` for strings (``None``: any).
+
+    Raises:
+        ValueError: naming ``where:key`` when the dataset is missing, is a group,
+            or has another rank or dtype kind.
+    """
+    value = file.get(key)
+    if value is None:
+        raise ValueError(f"{where} has no dataset {key!r}; it holds {sorted(file.keys())}")
+    if not isinstance(value, h5py.Dataset):
+        raise ValueError(f"{where}:{key} must be a dataset, got a {type(value).__name__}")
+    if ndim is not None and value.ndim != ndim:
+        raise ValueError(f"{where}:{key} must have {ndim} dimension(s), got shape {value.shape}")
+    if kinds is not None and value.dtype.kind not in kinds:
+        raise ValueError(f"{where}:{key} must have a dtype of kind {kinds!r}, got {value.dtype}")
+    return value[()]
+
+
 def _as_session_list(recordings: Recording | MultiSessionRecording | Sequence[Recording]) -> list[Recording]:
     if isinstance(recordings, Recording):
         return [recordings]

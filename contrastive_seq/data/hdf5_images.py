@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from contrastive_seq.data.arrays import ArrayDataset
+from contrastive_seq.data.hdf5 import open_for_reading, read_dataset
 
 
 def save_hdf5_images(
@@ -42,13 +43,10 @@ def load_hdf5_images(path: str | Path, images_key: str = "images", labels_key: s
             images not of rank 4, floating images outside [0, 1] or non-integer labels.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"HDF5 image file {path} does not exist")
-    with h5py.File(path, "r") as file:
-        if images_key not in file:
-            raise ValueError(f"{path} has no dataset {images_key!r}; it holds {sorted(file.keys())}")
-        images = file[images_key][()]
-        labels = file[labels_key][()] if labels_key is not None and labels_key in file else None
+    with open_for_reading(path) as file:
+        images = read_dataset(file, images_key, str(path))
+        has_labels = labels_key is not None and labels_key in file
+        labels = read_dataset(file, labels_key, str(path), ndim=1) if has_labels else None
     if images.ndim != 4:
         raise ValueError(f"{path}:{images_key} must have shape (n, channels, height, width), got {images.shape}")
     if images.dtype == np.uint8:

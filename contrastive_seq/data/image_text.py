@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from contrastive_seq.data.hdf5 import open_for_reading, read_dataset
+
 MISSING_POLICIES = ("error", "skip")
 
 
@@ -250,16 +252,12 @@ def load_image_text_hdf5(path: str | Path) -> ImageTextDataset:
             (mismatched numbers of images and captions among them).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image-caption HDF5 file {path} does not exist")
-    with h5py.File(path, "r") as file:
-        for key in ("images", "captions"):
-            if key not in file:
-                raise ValueError(f"{path} has no {key!r} dataset; expected images, captions[, caption_image, labels]")
-        images = torch.from_numpy(file["images"][()])
-        captions = [c.decode("utf-8") if isinstance(c, bytes) else str(c) for c in file["captions"][()]]
-        caption_image = torch.from_numpy(file["caption_image"][()]) if "caption_image" in file else None
-        labels = torch.from_numpy(file["labels"][()]) if "labels" in file else None
+    where = str(path)
+    with open_for_reading(path) as file:
+        images = torch.from_numpy(read_dataset(file, "images", where, ndim=4))
+        captions = [c.decode("utf-8") if isinstance(c, bytes) else str(c) for c in read_dataset(file, "captions", where, 1)]
+        caption_image = torch.from_numpy(read_dataset(file, "caption_image", where, 1)) if "caption_image" in file else None
+        labels = torch.from_numpy(read_dataset(file, "labels", where, 1)) if "labels" in file else None
         class_names = json.loads(file.attrs["class_names"]) if "class_names" in file.attrs else None
     try:
         return ImageTextDataset(images, captions, caption_image, labels, class_names)
