@@ -14,10 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
+from shared_checks import assert_ranks_match_one_process, save_ddp_case_results
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from contrastive_seq.losses.clip import CLIPLoss, SigLIPLoss
 from contrastive_seq.losses.infonce import InfoNCE
@@ -101,35 +100,11 @@ class _Harness(nn.Module):
         return self.loss(self.encoder(batch["query"]), self.encoder(batch["positive"])).loss
 
 
-def _worker(rank: int, init_file: str, out_dir: str) -> None:
-    """One rank: every case under DDP; saves ``{case: (loss, {parameter: grad})}``."""
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
-    try:
-        results = {}
-        for case in CASES:
-            model = _Harness(case)
-            ddp = DistributedDataParallel(model)  # keep it alive: its reducer averages the gradients
-            loss = ddp(_rank_slice(_global_batch(case), rank))
-            loss.backward()
-            results[case] = (loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters()})
-        torch.save(results, Path(out_dir) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+def _rank_batch(case: str, rank: int) -> dict[str, torch.Tensor]:
+    return _rank_slice(_global_batch(case), rank)
 
 
 def test_ddp_on_two_ranks_matches_one_process(tmp_path: Path) -> None:
-    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
-    for case in CASES:
-        model = _Harness(case)
-        single = model(_global_batch(case))
-        single.backward()
-        rank_losses = torch.stack([r[case][0] for r in ranks])
-        torch.testing.assert_close(rank_losses.mean(), single.detach(), rtol=TOL, atol=TOL, msg=f"{case}: loss")
-        for name, parameter in model.named_parameters():
-            assert parameter.grad is not None and parameter.grad.abs().sum() > 0, f"{case}: {name} has no gradient"
-            for r, result in enumerate(ranks):
-                torch.testing.assert_close(
-                    result[case][1][name], parameter.grad, rtol=TOL, atol=TOL, msg=f"{case}: grad of {name}, rank {r}"
-                )
+    args = (WORLD, str(tmp_path / "init"), str(tmp_path), CASES, _Harness, _rank_batch)
+    mp.spawn(save_ddp_case_results, args=args, nprocs=WORLD, join=True)
+    assert_ranks_match_one_process(tmp_path, WORLD, CASES, _Harness, _global_batch, TOL)

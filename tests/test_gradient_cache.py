@@ -14,9 +14,8 @@ from __future__ import annotations
 import pytest
 import torch
 from einops import rearrange
+from shared_checks import LargestTensor
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
 from contrastive_seq.data import ArrayDataset
 from contrastive_seq.losses.clip import CLIPLoss
@@ -140,17 +139,6 @@ def test_two_towers_clip(block_size: int | None) -> None:
 def test_activations_never_exceed_one_chunk() -> None:
     """Every float tensor created in the cached forward and backward is at most one chunk of hidden activations."""
 
-    class LargestTensor(TorchDispatchMode):
-        def __init__(self) -> None:
-            super().__init__()
-            self.largest = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-            out = func(*args, **(kwargs or {}))
-            floats = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor) and t.is_floating_point()]
-            self.largest = max([self.largest, *(t.numel() for t in floats)])
-            return out
-
     hidden, rows, chunk = 64, 2 * 37, 8
     torch.manual_seed(0)
     encoder = nn.Sequential(nn.Linear(IN_DIM, hidden), nn.Tanh(), nn.Linear(hidden, OUT_DIM)).double()
@@ -164,7 +152,7 @@ def test_activations_never_exceed_one_chunk() -> None:
         ("plain", lambda: views_loss([encoder(inputs)])),
         ("cached", lambda: GradientCache(chunk)(encoder, [(encoder, inputs)], views_loss)),
     ):
-        probe = LargestTensor()
+        probe = LargestTensor(floating_only=True)
         with probe:
             step().loss.backward()
         sizes[name] = probe.largest

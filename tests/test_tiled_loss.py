@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
+from shared_checks import (
+    LargestTensor,
+    assert_ranks_match_one_process,
+    save_ddp_case_results,
+)
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
 from contrastive_seq.losses.clip import CLIPLoss
 from contrastive_seq.losses.infonce import InfoNCE
@@ -258,17 +259,6 @@ def test_label_positives_equal_the_mask() -> None:
 def test_no_logit_matrix_is_ever_allocated() -> None:
     """Forward and backward of every tiled loss create no tensor near the size of the (N, M) logits."""
 
-    class LargestTensor(TorchDispatchMode):
-        def __init__(self) -> None:
-            super().__init__()
-            self.largest = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-            out = func(*args, **(kwargs or {}))
-            sizes = [t.numel() for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
-            self.largest = max([self.largest, *sizes])
-            return out
-
     n, d, block = 96, 4, 12
     views, labels = randn(2, n // 2, d, seed=0), torch.arange(n // 2) % 5
     image, text = randn(n, d, seed=1), randn(n, d, seed=2)
@@ -370,35 +360,20 @@ def _rank_slice(batch: dict[str, torch.Tensor], rank: int) -> dict[str, torch.Te
     return {k: x.narrow(1 if k == "views" else 0, rank * rows, rows) for k, x in batch.items()}
 
 
-def _worker(rank: int, init_file: str, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
-    try:
-        results = {}
-        for case in DISTRIBUTED_CASES:
-            model = _Harness(case, BLOCK)
-            ddp = DistributedDataParallel(model)
-            loss = ddp(_rank_slice(_global_batch(case), rank))
-            loss.backward()
-            results[case] = (loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters()})
-        torch.save(results, Path(out_dir) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+def _tiled_model(case: str) -> _Harness:
+    return _Harness(case, BLOCK)
+
+
+def _plain_model(case: str) -> _Harness:
+    return _Harness(case, block_size=None)
+
+
+def _rank_batch(case: str, rank: int) -> dict[str, torch.Tensor]:
+    return _rank_slice(_global_batch(case), rank)
 
 
 def test_gathered_negatives_on_two_ranks_match_one_process(tmp_path: Path) -> None:
-    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
-    for case in DISTRIBUTED_CASES:
-        model = _Harness(case, block_size=None)  # one process, plain: the reference
-        single = model(_global_batch(case))
-        single.backward()
-        torch.testing.assert_close(
-            torch.stack([r[case][0] for r in ranks]).mean(), single.detach(), rtol=TOL, atol=TOL, msg=case
-        )
-        for name, parameter in model.named_parameters():
-            assert parameter.grad is not None and parameter.grad.abs().sum() > 0, f"{case}: {name} has no gradient"
-            for r, result in enumerate(ranks):
-                torch.testing.assert_close(
-                    result[case][1][name], parameter.grad, rtol=TOL, atol=TOL, msg=f"{case}: {name}, rank {r}"
-                )
+    """Tiled losses on two gloo ranks equal the plain loss in one process on the whole batch."""
+    args = (WORLD, str(tmp_path / "init"), str(tmp_path), DISTRIBUTED_CASES, _tiled_model, _rank_batch)
+    mp.spawn(save_ddp_case_results, args=args, nprocs=WORLD, join=True)
+    assert_ranks_match_one_process(tmp_path, WORLD, DISTRIBUTED_CASES, _plain_model, _global_batch, TOL)
