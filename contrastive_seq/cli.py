@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import yaml
 
 from contrastive_seq.config import ConfigError, to_mapping
+from contrastive_seq.distributed import leave_process_group
 from contrastive_seq.training.checkpoint import CheckpointError
 
 
@@ -48,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CheckpointError, FileNotFoundError) as error:
         print(f"contrastive-seq: error: {error}", file=sys.stderr)
         return 2
+    leave_process_group()  # under torchrun; nothing on one process
     return 0
 
 

@@ -116,3 +116,16 @@ def global_row_mean(values: torch.Tensor, valid: torch.Tensor | None = None) -> 
                 "the loss is undefined"
             )
     return torch.where(valid, values, torch.zeros_like(values)).sum() / count
+
+
+def leave_process_group() -> None:
+    """Wait for every rank, then destroy the default process group; nothing without one.
+
+    Call it once, after the last collective, on every rank. The barrier matters:
+    a rank that destroys its gloo group while a peer is still finishing with it
+    can make that peer abort at exit ("terminate called without an active
+    exception"), which torchrun reports as a failed run.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -27,10 +27,10 @@ import signal
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from contrastive_seq.data import ArrayDataset
+from contrastive_seq.distributed import leave_process_group
 from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.methods.base import Method
 from contrastive_seq.sampling import AugmentationSampler
@@ -135,14 +135,11 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.kill_at_save is not None:
         die_at_save(args.kill_at_save)
-    try:
-        if args.straight is not None:
-            run(args.straight, None, None, None)
-        if args.crashing is not None:
-            run(args.crashing, args.crash_rank, args.crash_step, args.flag)
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    if args.straight is not None:
+        run(args.straight, None, None, None)
+    if args.crashing is not None:
+        run(args.crashing, args.crash_rank, args.crash_step, args.flag)
+    leave_process_group()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from contrastive_seq.data import ArrayDataset
+from contrastive_seq.distributed import leave_process_group
 from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.methods.base import Method
 from contrastive_seq.sampling import AugmentationSampler
@@ -440,6 +441,8 @@ def _ddp_worker(rank: int, port: int, output_dir: Path, steps: int, batch_size: 
         assert trainer.world_size == 2 and trainer.rank == rank
         trainer.fit()
         torch.save(trainer.method.state_dict(), output_dir / f"rank{rank}.pt")
+        leave_process_group()
+        assert not dist.is_initialized()
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
