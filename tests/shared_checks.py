@@ -1,8 +1,10 @@
-"""Checks several test modules share: the largest tensor an operation creates, and DDP cases against one process."""
+"""Checks several test modules share: the largest tensor an operation creates, DDP cases against one process,
+and how a spawned rank leaves its process group."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -12,7 +14,25 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from contrastive_seq.distributed import leave_process_group
+
 Batch = dict[str, torch.Tensor]
+
+
+@contextmanager
+def leaving_process_group() -> Iterator[None]:
+    """Run a rank's body, then leave its process group: after a barrier on success, at once on an error.
+
+    The barrier keeps a fast rank from tearing down gloo under a slower one;
+    after an error the peers may be gone, so there is nothing to wait for.
+    """
+    try:
+        yield
+    except BaseException:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        raise
+    leave_process_group()
 
 
 class LargestTensor(TorchDispatchMode):
@@ -53,7 +73,7 @@ def save_ddp_case_results(
     """
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
-    try:
+    with leaving_process_group():
         results = {}
         for case in cases:
             model = make_model(case)
@@ -62,8 +82,6 @@ def save_ddp_case_results(
             loss.backward()
             results[case] = (loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters()})
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 def assert_ranks_match_one_process(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 import torch
 from einops import rearrange
-from shared_checks import LargestTensor
+from shared_checks import LargestTensor, leaving_process_group
 from torch import nn
 
 from contrastive_seq.data import ArrayDataset
@@ -307,15 +307,13 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
-    try:
+    with leaving_process_group():
         model = _DDPHarness(chunk_size=3)
         ddp = DistributedDataParallel(model)
         rows = SAMPLES // WORLD
         loss = ddp(_global_views().narrow(1, rank * rows, rows))
         loss.backward()
         torch.save((loss.detach(), grads(model)), f"{out_dir}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 def test_ddp_with_gathered_negatives_matches_one_process(tmp_path) -> None:  # noqa: ANN001

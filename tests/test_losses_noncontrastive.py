@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from shared_checks import leaving_process_group
 
 from contrastive_seq.losses.byol import BYOLLoss
 from contrastive_seq.losses.dino import DINOLoss
@@ -572,7 +573,7 @@ def _distributed_worker(rank: int, world: int, init_file: str, cases: dict) -> N
     """One rank: run each loss on this rank's rows and compare with the single-process results."""
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
+    with leaving_process_group():
         for name, (loss, inputs, splits, expected_loss, expected_grads) in cases.items():
             local = [x[splits[rank]].clone().requires_grad_(True) for x in inputs]
             value = loss(*local).loss
@@ -583,8 +584,6 @@ def _distributed_worker(rank: int, world: int, init_file: str, cases: dict) -> N
         dino, student, teacher, expected_center = cases_dino(rank)
         dino(student, teacher)
         torch.testing.assert_close(dino.center, expected_center, rtol=0, atol=1e-15)
-    finally:
-        dist.destroy_process_group()
 
 
 def cases_dino(rank: int) -> tuple[DINOLoss, torch.Tensor, torch.Tensor, torch.Tensor]:

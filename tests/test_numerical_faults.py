@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from shared_checks import leaving_process_group
 from torch import nn
 
 from contrastive_seq.data import ArrayDataset
@@ -150,7 +151,7 @@ def _free_port() -> int:
 def _skip_worker(rank: int, port: int, output: Path) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    try:
+    with leaving_process_group():
         method = PoisonedAutoencoder({2}, rank=1)  # only rank 1's loss is NaN at step 2
         trainer = make_trainer(method, max_steps=5, batch_size=4, on_nonfinite="skip")
         with warnings.catch_warnings():
@@ -160,9 +161,6 @@ def _skip_worker(rank: int, port: int, output: Path) -> None:
             {"parameters": list(method.parameters()), "steps": method.steps_seen, "skipped": trainer.skipped_steps},
             output / f"rank{rank}.pt",
         )
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
 
 
 def test_a_nan_on_one_rank_is_skipped_by_every_rank(tmp_path):

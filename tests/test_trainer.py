@@ -17,10 +17,10 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from shared_checks import leaving_process_group
 from torch import nn
 
 from contrastive_seq.data import ArrayDataset
-from contrastive_seq.distributed import leave_process_group
 from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.methods.base import Method
 from contrastive_seq.sampling import AugmentationSampler
@@ -434,18 +434,14 @@ def _ddp_worker(rank: int, port: int, output_dir: Path, steps: int, batch_size: 
         RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
     )
     torch.set_num_threads(1)
-    try:
+    with leaving_process_group():
         trainer = make_trainer(
             noise=False, max_steps=steps, batch_size=batch_size, log_every=1, output_dir=output_dir / "ddp"
         )
         assert trainer.world_size == 2 and trainer.rank == rank
         trainer.fit()
         torch.save(trainer.method.state_dict(), output_dir / f"rank{rank}.pt")
-        leave_process_group()
-        assert not dist.is_initialized()
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    assert not dist.is_initialized()
 
 
 def test_two_gloo_processes_match_one_process_with_twice_the_batch(tmp_path):

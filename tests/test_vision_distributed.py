@@ -19,6 +19,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from shared_checks import leaving_process_group
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -80,10 +81,8 @@ def _free_port() -> int:
 def _worker(rank: int, port: int, output: Path) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
-    try:
+    with leaving_process_group():
         torch.save({case: run(case, rank, WORLD) for case in CASES}, output / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
