@@ -86,7 +86,11 @@ def test_towers_with_different_dimensions_are_refused():
         CLIP(image, text, CLIPLoss())
 
 
-def test_a_few_trainer_steps_decrease_the_loss(tmp_path, bert_directory):
+def train_colour_pairs(output_dir, bert_directory, precision="fp32", steps=30):
+    """30 Trainer steps of CLIP (open_clip image tower, small BERT text tower) on coloured squares.
+
+    Returns the logged losses and the trained method; the same seed for every precision.
+    """
     torch.manual_seed(0)
     data = colour_data()
     add_tokenizer(bert_directory)
@@ -94,12 +98,28 @@ def test_a_few_trainer_steps_decrease_the_loss(tmp_path, bert_directory):
     text = hf_text_tower(bert_directory, embed_dim=16, context_length=6, lock=False)  # small vocabulary: fast steps
     method = CLIP(image, text, CLIPLoss())
     views = ImageTextViews(tokenize_captions(data.captions, text.tokenizer))
-    config = TrainerConfig(max_steps=30, batch_size=8, lr=3e-3, log_every=1, checkpoint_every=None,
-                           output_dir=tmp_path, progress=False, device="cpu")
+    config = TrainerConfig(max_steps=steps, batch_size=8, lr=3e-3, log_every=1, checkpoint_every=None,
+                           output_dir=output_dir, progress=False, device="cpu", precision=precision)
     Trainer(method, config, data, PairedSampler(data.caption_image, len(data)), views).fit()
-    losses = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert len(losses) == 30
+    losses = [json.loads(line)["loss"] for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == steps
+    return losses, method
+
+
+def test_a_few_trainer_steps_decrease_the_loss(tmp_path, bert_directory):
+    losses, _ = train_colour_pairs(tmp_path, bert_directory)
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+
+
+def test_bf16_autocast_trains_like_fp32_and_keeps_fp32_weights(tmp_path, bert_directory):
+    """precision='bf16' autocasts the towers on the CPU; the loss starts where fp32's does and falls as far."""
+    fp32, _ = train_colour_pairs(tmp_path / "fp32", bert_directory)
+    bf16, method = train_colour_pairs(tmp_path / "bf16", bert_directory, precision="bf16")
+    assert bf16[0] == pytest.approx(fp32[0], rel=2e-2)  # bf16 keeps 8 bits of mantissa
+    assert bf16[0] != fp32[0]  # autocast did run in bf16
+    assert sum(bf16[-5:]) / 5 < 0.7 * sum(bf16[:5]) / 5
+    assert all(parameter.dtype == torch.float32 for parameter in method.parameters())
+    assert float(method.loss.core.temperature.scale().detach()) <= 100
 
 
 def parameter_grads(method):
