@@ -127,6 +127,37 @@ def test_skip_leaves_weights_and_optimiser_alone_and_counts_the_steps(tmp_path):
     assert load_checkpoint(tmp_path / "checkpoint.pt")["skipped_steps"] == 2
 
 
+class NormalisedAutoencoder(PoisonedAutoencoder):
+    """Batch norm on the code; a poisoned call feeds NaN inputs through it, so its running statistics see NaN.
+
+    Records the buffers (running mean, variance, batch count) at the start of every forward call.
+    """
+
+    def __init__(self, poisoned_calls: set[int]):
+        super().__init__(poisoned_calls)
+        self.norm = nn.BatchNorm1d(2)
+        self.buffers_at_call: list[list[torch.Tensor]] = []
+
+    def training_step(self, batch: dict[str, torch.Tensor]) -> LossOutput:
+        self.buffers_at_call.append([buffer.clone() for buffer in self.buffers()])
+        views = batch["views"]  # (2, N, DIM)
+        inputs = views[0] * float("nan") if self.calls in self.poisoned_calls else views[0]
+        self.calls += 1
+        return LossOutput((self.decoder(self.norm(self.encoder(inputs))) - views[1]).pow(2).sum(-1).mean(), {})
+
+
+def test_skip_restores_the_running_statistics_the_bad_forward_pass_changed():
+    method = NormalisedAutoencoder({3})
+    with pytest.warns(RuntimeWarning, match="at step 3 .*skipped"):
+        make_trainer(method, max_steps=6, on_nonfinite="skip").fit()
+    assert same(method.buffers_at_call[3], method.buffers_at_call[4])  # as if call 3 never ran
+    assert not same(method.buffers_at_call[2], method.buffers_at_call[3])  # good steps do update them
+    assert int(method.norm.num_batches_tracked) == 5
+    assert all(buffer.isfinite().all() for buffer in method.buffers())
+    method.eval()
+    assert method.norm(method.embed(torch.randn(4, DIM))).isfinite().all()
+
+
 def test_skipped_count_survives_a_resume(tmp_path):
     first = make_trainer(PoisonedAutoencoder({1}), max_steps=4, output_dir=tmp_path, on_nonfinite="skip")
     resumed = make_trainer(PoisonedAutoencoder({2}), max_steps=8, output_dir=tmp_path, on_nonfinite="skip")

@@ -106,8 +106,10 @@ class TrainerConfig:
             ``"stop"`` raises :class:`NonFiniteLossError` (the step, its pairs
             and the last good checkpoint) before any gradient is computed;
             ``"skip"`` drops the step on every rank (no backward, no optimiser
-            step, no ``after_step``; the schedule still advances), warns, and
-            counts it in :attr:`Trainer.skipped_steps`, logged as ``skipped_steps``.
+            step, no ``after_step``; the schedule still advances; buffers the
+            forward pass changed, such as batch-norm running statistics, are
+            restored), warns, and counts it in :attr:`Trainer.skipped_steps`,
+            logged as ``skipped_steps``.
 
     Raises:
         ValueError: naming the field, for any value out of range, at construction.
@@ -484,6 +486,8 @@ class Trainer:
         """One optimiser step on ``batch``; returns the loss and its parts, averaged over ranks."""
         batch = _to_device(batch, self.device, non_blocking=self.device.type == "cuda")
         self.optimizer.zero_grad(set_to_none=True)
+        # a forward pass that ends in a skipped step must not leave NaN in running statistics
+        buffers = [buffer.clone() for buffer in self.method.buffers()] if self.config.on_nonfinite == "skip" else []
         with torch.autocast(self.device.type, dtype=self._autocast_dtype, enabled=self._autocast_dtype is not None):
             output = self.module(batch)
         if not isinstance(output, LossOutput):
@@ -493,6 +497,9 @@ class Trainer:
         scalars = self._mean_scalars(output)
         if not math.isfinite(scalars["loss"]):
             self._non_finite_loss(step, scalars["loss"])
+            with torch.no_grad():
+                for buffer, before in zip(self.method.buffers(), buffers, strict=True):
+                    buffer.copy_(before)
             return scalars
         self.scaler.scale(output.loss).backward()
         if self.config.grad_clip is not None:
