@@ -88,6 +88,8 @@ def test_process_killed_while_writing_a_checkpoint_keeps_the_previous_one(tmp_pa
     resumed = job.make_trainer(output)
     resumed.fit()
     assert resumed.method.steps_seen == list(range(4, 12))
+    assert not leftovers[0].exists()  # the next good save cleared it
+    assert sorted(path.name for path in output.iterdir()) == ["checkpoint.pt", "metrics.jsonl"]
     straight = job.make_trainer(tmp_path / "straight")
     straight.fit()
     for (name, a), (_, b) in zip(

@@ -8,6 +8,7 @@ reads it. :func:`rng_state` turns every global random stream into that form.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import random
 import tempfile
@@ -30,7 +31,8 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
     fsynced and then renamed over ``path`` (``os.replace``), so ``path`` always
     holds either the previous checkpoint or the complete new one. On any
     failure the temporary file is removed and the previous checkpoint is left
-    as it was. The directory is created when missing.
+    as it was. After a successful write, temporary files for ``path`` that a
+    killed writer left behind are deleted. The directory is created when missing.
 
     Raises:
         OSError: naming ``path`` when writing fails (disk full, no permission).
@@ -63,6 +65,9 @@ def _write_then_replace(path: Path, state: Mapping[str, Any]) -> None:
             os.unlink(temporary)
         raise
     _fsync_directory(path.parent)
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # from writers killed mid-write
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
 
 
 def _fsync_directory(directory: Path) -> None:
