@@ -7,7 +7,7 @@ from contrastive_seq.evaluation.zero_shot import (
     caption_relevance,
     class_embeddings,
     retrieval_recall,
-    zero_shot_accuracy,
+    zero_shot_scores,
 )
 
 
@@ -18,8 +18,35 @@ def test_class_embedding_is_the_renormalised_mean_of_unit_prompt_embeddings():
     assert torch.allclose(classes, torch.tensor([[root_half, root_half], [-root_half, -root_half]]))
     images = torch.tensor([[1.0, 0.1], [0.1, -1.0], [3.0, 2.0], [-0.2, 0.1]])
     # cosine with (1, 1) / sqrt 2 decides: positive sum -> x (0), negative -> y (1)
-    assert zero_shot_accuracy(images, torch.tensor([0, 1, 0, 1]), classes) == 1.0
-    assert zero_shot_accuracy(images, torch.tensor([0, 0, 0, 0]), classes) == 0.5
+    assert zero_shot_scores(images, torch.tensor([0, 1, 0, 1]), classes)["zero_shot_accuracy"] == 1.0
+    assert zero_shot_scores(images, torch.tensor([0, 0, 0, 0]), classes)["zero_shot_accuracy"] == 0.5
+
+
+def per_class_recall_mean(labels: list[int], predicted: list[int]) -> float:
+    """Balanced accuracy from its definition: for each class in labels, the share of its images predicted as it; their mean."""
+    recalls = []
+    for c in sorted(set(labels)):
+        mine = [p for y, p in zip(labels, predicted) if y == c]
+        recalls.append(sum(p == c for p in mine) / len(mine))
+    return sum(recalls) / len(recalls)
+
+
+def test_balanced_accuracy_is_the_mean_recall_of_the_classes_in_the_labels():
+    generator = torch.Generator().manual_seed(0)
+    classes = torch.randn(5, 8, generator=generator)
+    images = torch.randn(60, 8, generator=generator)
+    labels = torch.cat([torch.zeros(40, dtype=torch.long), torch.randint(1, 4, (20,), generator=generator)])  # no class 4
+    predicted = (torch.nn.functional.normalize(images, dim=-1) @ torch.nn.functional.normalize(classes, dim=-1).T).argmax(1)
+    assert (predicted == 4).any()  # a class with no image is predicted: it must not enter the mean
+    scores = zero_shot_scores(images, labels, classes)
+    assert scores["zero_shot_balanced_accuracy"] == pytest.approx(per_class_recall_mean(labels.tolist(), predicted.tolist()))
+    assert scores["zero_shot_accuracy"] == pytest.approx(float((predicted == labels).float().mean()))
+    # always answering the majority class: accuracy is its share, balanced accuracy one over the classes present
+    majority = torch.zeros(60, 5)
+    majority[:, 0] = 1.0
+    scores = zero_shot_scores(majority, labels, torch.eye(5))
+    assert scores["zero_shot_accuracy"] == pytest.approx(40 / 60)
+    assert scores["zero_shot_balanced_accuracy"] == pytest.approx(1 / labels.unique().numel())
 
 
 def test_retrieval_recall_matches_hand_ranked_example():
@@ -47,4 +74,26 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match="templates"):
         class_embeddings(lambda t: torch.randn(len(t), 2), ["x"], ["no placeholder"])
     with pytest.raises(ValueError, match="labels must have shape"):
-        zero_shot_accuracy(torch.randn(3, 2), torch.tensor([0, 1]), torch.randn(2, 2))
+        zero_shot_scores(torch.randn(3, 2), torch.tensor([0, 1]), torch.randn(2, 2))
+
+
+def test_chance_row_is_the_majority_rate_one_class_in_c_and_the_hypergeometric_recall():
+    from math import comb
+    from types import SimpleNamespace
+
+    from contrastive_seq.experiments.clip import chance_scores
+
+    caption_image = torch.tensor([0, 0, 1, 2, 2, 2, 3, 4, 5, 5, 6])  # 7 images, 11 captions, 1-3 captions each
+    labels = torch.tensor([2, 2, 2, 0, 5, 0, 2])  # classes 0, 2, 5 present; majority class 2 has 4 of 7
+    relevant = caption_relevance(caption_image, 7)
+    experiment = SimpleNamespace(test_relevant=relevant, test_data=SimpleNamespace(labels=labels))
+    scores = chance_scores(experiment)
+    assert scores["zero_shot_accuracy"] == pytest.approx(4 / 7)
+    assert scores["zero_shot_balanced_accuracy"] == pytest.approx(1 / 3)
+    for direction, rel in (("image_to_text", relevant), ("text_to_image", relevant.T)):
+        candidates = rel.shape[1]
+        for k in (1, 5, 10):
+            # k distinct candidates drawn at random miss all h relevant ones with probability C(m - h, k) / C(m, k)
+            draws = min(k, candidates)
+            expected = sum(1 - comb(candidates - int(h), draws) / comb(candidates, draws) for h in rel.sum(1)) / len(rel)
+            assert scores[f"{direction}_recall@{k}"] == pytest.approx(expected)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import recall_score
 
 from contrastive_seq.evaluation.embeddings import embed_in_batches
 
@@ -43,14 +44,28 @@ def class_embeddings(
     return F.normalize(embedded.mean(1), dim=-1)
 
 
-def zero_shot_accuracy(image_embeddings: torch.Tensor, labels: torch.Tensor, classes: torch.Tensor) -> float:
-    """Fraction of images ``(n, dim)`` whose most cosine-similar class row of ``classes (C, dim)`` is their label ``(n,)``."""
+def zero_shot_scores(image_embeddings: torch.Tensor, labels: torch.Tensor, classes: torch.Tensor) -> dict[str, float]:
+    """Accuracy and balanced accuracy of assigning each image ``(n, dim)`` the most cosine-similar class row of ``classes (C, dim)``.
+
+    Balanced accuracy is the mean over the classes present in ``labels (n,)``
+    of the fraction of that class's images assigned to it (mean per-class
+    recall, as CLIP reports for unbalanced test sets): guessing, or always
+    answering the majority class, scores one over the number of classes.
+
+    Returns:
+        ``{"zero_shot_accuracy": ..., "zero_shot_balanced_accuracy": ...}``.
+    """
     image_embeddings, classes = _check_matrix("image_embeddings", image_embeddings), _check_matrix("classes", classes)
     labels = torch.as_tensor(labels)
     if labels.shape != (image_embeddings.shape[0],):
         raise ValueError(f"labels must have shape ({image_embeddings.shape[0]},), got {tuple(labels.shape)}")
-    predicted = (F.normalize(image_embeddings.float(), dim=-1) @ F.normalize(classes.float(), dim=-1).T).argmax(1)
-    return float((predicted == labels.to(predicted.device)).float().mean())
+    predicted = (F.normalize(image_embeddings.float(), dim=-1) @ F.normalize(classes.float(), dim=-1).T).argmax(1).cpu()
+    labels = labels.cpu()
+    present = labels.unique().numpy()  # classes no test image has are left out of the mean, not counted as 0
+    return {
+        "zero_shot_accuracy": float((predicted == labels).float().mean()),
+        "zero_shot_balanced_accuracy": float(recall_score(labels.numpy(), predicted.numpy(), labels=present, average="macro")),
+    }
 
 
 def retrieval_recall(
@@ -133,7 +148,8 @@ def evaluate_image_text(
         ks: recall cut-offs.
 
     Returns:
-        ``{"zero_shot_accuracy": ..., "image_to_text_recall@k": ..., "text_to_image_recall@k": ...}``.
+        ``{"zero_shot_accuracy": ..., "zero_shot_balanced_accuracy": ..., "image_to_text_recall@k": ...,
+        "text_to_image_recall@k": ...}`` (zero-shot scores only with labels and class names).
     """
     image_embeddings = embed_in_batches(method, images)
     scores = retrieval_recall(image_embeddings, embed_texts_in_batches(method, caption_tokens), relevant, ks)
@@ -143,5 +159,5 @@ def evaluate_image_text(
             return embed_texts_in_batches(method, method.tokenize(texts))
 
         classes = class_embeddings(embed_prompts, class_names, templates)
-        scores = {"zero_shot_accuracy": zero_shot_accuracy(image_embeddings, labels, classes), **scores}
+        scores = {**zero_shot_scores(image_embeddings, labels, classes), **scores}
     return scores

@@ -270,12 +270,17 @@ def evaluate_clip(method: CLIP, experiment: CLIPExperiment) -> dict[str, float]:
 
 
 def chance_scores(experiment: CLIPExperiment) -> dict[str, float]:
-    """What guessing scores: the majority class for zero-shot, k random candidates for recall@k."""
+    """What guessing scores: the majority class (zero-shot accuracy), one class in C (balanced accuracy), k random candidates (recall@k).
+
+    Every guess, the majority class included, has balanced accuracy one over
+    the number of classes the test split holds.
+    """
     relevant = experiment.test_relevant
     scores = {}
     labels = experiment.test_data.labels
     if labels is not None:
         scores["zero_shot_accuracy"] = float(torch.bincount(labels).max()) / len(labels)
+        scores["zero_shot_balanced_accuracy"] = 1.0 / labels.unique().numel()
     for direction, rel in (("image_to_text", relevant), ("text_to_image", relevant.T)):
         candidates, hits = rel.shape[1], rel.sum(1).double()
         for k in (1, 5, 10):
