@@ -68,6 +68,10 @@ def test_hdf5_round_trip_and_mismatched_counts(tmp_path):
     back = load_image_text_hdf5(tmp_path / "d.h5")
     assert torch.equal(back.images, images) and back.captions == data.captions
     assert torch.equal(back.caption_image, data.caption_image) and back.class_names == ["x", "y"]
+    assert back.groups is None
+    grouped = ImageTextDataset(images, ["a", "b", "c"], groups=torch.tensor([7, 7, 2]))
+    save_image_text_hdf5(tmp_path / "g.h5", grouped)
+    assert load_image_text_hdf5(tmp_path / "g.h5").groups.tolist() == [7, 7, 2]
     import h5py
 
     with h5py.File(tmp_path / "bad.h5", "w") as file:
@@ -84,6 +88,8 @@ def test_hdf5_round_trip_and_mismatched_counts(tmp_path):
         ({"captions": ["a", "b"], "caption_image": torch.tensor([0, 0])}, "images have no caption"),
         ({"captions": ["a", "b"], "caption_image": torch.tensor([0, 3])}, "caption_image must index"),
         ({"captions": ["a", "b", "c"], "labels": torch.tensor([0, 1, 0])}, "class_names"),
+        ({"captions": ["a", "b", "c"], "groups": torch.tensor([0.0, 1.0, 1.0])}, r"groups must be \(3,\) integers"),
+        ({"captions": ["a", "b", "c"], "groups": torch.tensor([0, 1])}, r"groups must be \(3,\) integers"),
     ],
 )
 def test_inconsistent_datasets_are_refused(kwargs, match):
@@ -101,3 +107,47 @@ def test_subset_and_templates_keep_captions_with_their_images():
         warnings.simplefilter("error")
         train, test = data.split(0.25, seed=0)
     assert len(train) == 3 and len(test) == 1 and len(test.captions) == 2
+
+
+def original_images(part):
+    """The original index of each image of a split part, in its order (each image's one caption is that index)."""
+    return [int(part.captions[k]) for k in part.caption_image.argsort().tolist()]
+
+
+def test_split_without_groups_draws_the_fraction_of_images_at_random():
+    data = ImageTextDataset(torch.zeros(10, 1, 2, 2, dtype=torch.uint8), [str(i) for i in range(10)])
+    train, test = data.split(0.3, seed=4)
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(4))  # each image its own group
+    assert original_images(train) == order[:7].tolist() and original_images(test) == order[7:].tolist()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_split_keeps_every_group_on_one_side(seed):
+    generator = torch.Generator().manual_seed(seed)
+    groups = torch.randint(0, 12, (40,), generator=generator) * 3  # 12 groups of unequal sizes, sparse ids
+    data = ImageTextDataset(torch.zeros(40, 1, 2, 2, dtype=torch.uint8), [str(i) for i in range(40)], groups=groups)
+    train, test = data.split(0.25, seed=seed)
+    train_images, test_images = set(original_images(train)), set(original_images(test))
+    assert train_images.isdisjoint(test_images) and len(train_images | test_images) == 40
+    assert {int(groups[i]) for i in train_images}.isdisjoint({int(groups[i]) for i in test_images})
+    assert torch.equal(test.groups, groups[original_images(test)])
+    # the held-out part is the last groups of the shuffle, taken until they reach round(0.25 * 40) = 10 images:
+    # without its first group (the one taken last) it would hold fewer than 10
+    assert len(test) >= 10
+    assert len(test) - int((test.groups == test.groups[0]).sum()) < 10
+
+
+def test_split_needs_two_groups():
+    data = ImageTextDataset(torch.zeros(3, 1, 2, 2, dtype=torch.uint8), ["a", "b", "c"], groups=torch.tensor([5, 5, 5]))
+    with pytest.raises(ValueError, match="at least two groups"):
+        data.split(0.5)
+
+
+def test_table_group_column_gives_each_image_its_group(image_folder):
+    path = image_folder / "pairs.csv"
+    path.write_text("image,caption,group\nred.png,r,warm-set\ngreen.png,g,cold-set\nred.png,r2,warm-set\nclear.png,c,warm-set\n")
+    data = load_image_text_file(path, image_size=2)
+    assert data.groups.tolist() == [0, 1, 0]
+    path.write_text("image,caption,group\nred.png,r,a\nred.png,r2,b\n")
+    with pytest.raises(ValueError, match="image red.png has two group values"):
+        load_image_text_file(path, image_size=2)

@@ -29,6 +29,8 @@ def fake_gem(tmp_path):
         "dog": {"unicode": "1f436", "name": "dog face", "category": "nature", "keywords": []},
         "fr": {"unicode": "1f1eb-1f1f7", "name": "r&eacute;publique", "category": "flags", "keywords": ["france"]},
         "tone": {"unicode": "1f3fb", "name": "skin tone", "category": "modifier", "keywords": []},
+        "ok": {"unicode": "1f44c", "name": "ok hand sign", "category": "people", "keywords": []},
+        "ok_tone2": {"unicode": "1f44c-1f3fc", "name": "ok hand sign tone 2", "category": "people", "keywords": []},
     }
     (gem / "config" / "index.json").write_text(json.dumps(entries))
     for entry in entries.values():
@@ -44,20 +46,23 @@ def test_emoji_recipe_builds_hdf5_and_csv_from_the_gem(fake_gem, tmp_path):
     recipe.main(["--gem-root", str(folder), "--output", str(output), "--csv", str(table),
                  "--image-size", "16", "--min-category-size", "1"])
     data = load_image_text_hdf5(output)
-    assert data.images.shape == (4, 3, 16, 16)
-    assert data.class_names == ["flags", "modifier", "nature"]
+    assert data.images.shape == (6, 3, 16, 16)
+    assert data.class_names == ["flags", "modifier", "nature", "people"]
     assert "république, a flags emoji" in data.captions
     assert data.captions[data.caption_image.tolist().index(2)] == "cat face, a nature emoji"  # sorted by code point
     assert "a nature emoji of animal, pet" in data.captions  # keywords already in the name are left out
+    # sorted: 1F1EB-1F1F7, 1F3FB, 1F431, 1F436, 1F44C, 1F44C-1F3FC; the two ok hands are one group, the tone swatch its own
+    assert data.groups.tolist() == [0, 1, 2, 3, 4, 4]
     from_csv = load_image_text_file(table, image_size=16)
     assert from_csv.captions == data.captions and from_csv.labels.tolist() == data.labels.tolist()
+    assert from_csv.groups.tolist() == data.groups.tolist()
 
 
 def test_emoji_recipe_drops_small_categories_and_names_a_missing_png(fake_gem):
     folder, gem = fake_gem
     recipe = load_script("datasets/emoji/build_emoji.py")
     data = recipe.build_emoji_dataset(gem, image_size=8, min_category_size=2)
-    assert data.class_names == ["nature"] and len(data) == 2
+    assert data.class_names == ["nature", "people"] and len(data) == 4
     with pytest.raises(ValueError, match="min_category_size=10"):
         recipe.build_emoji_dataset(gem, image_size=8, min_category_size=10)
     (gem / "assets" / "png" / "1F436.png").unlink()

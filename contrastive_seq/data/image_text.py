@@ -11,6 +11,7 @@ HDF5 layout (written by :func:`save_image_text_hdf5`)::
     captions       (m,) UTF-8 strings
     caption_image  (m,) int64, the image each caption describes (optional when m == n)
     labels         (n,) int64, optional class of each image
+    groups         (n,) int64, optional group of each image (kept on one side of a split)
     attribute class_names   JSON list of the class names labels index (optional)
 """
 
@@ -33,7 +34,7 @@ MISSING_POLICIES = ("error", "skip")
 
 
 class ImageTextDataset:
-    """Images, their captions, and optionally a class per image.
+    """Images, their captions, and optionally a class and a group per image.
 
     Args:
         images: ``(n, channels, height, width)`` uint8 images (float images in
@@ -43,6 +44,10 @@ class ImageTextDataset:
             ``None`` means caption i describes image i (then ``m`` must equal ``n``).
         labels: optional ``(n,)`` integer class of each image (for zero-shot evaluation).
         class_names: names of the classes ``labels`` index (needed with ``labels``).
+        groups: optional ``(n,)`` integer group of each image: images of one
+            group (variants of one picture, such as an emoji's skin tones)
+            always fall on the same side of :meth:`split`, so a held-out
+            image never has a near copy in training.
 
     Raises:
         ValueError: naming the argument, for mismatched numbers of images and
@@ -56,6 +61,7 @@ class ImageTextDataset:
         caption_image: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         class_names: Sequence[str] | None = None,
+        groups: torch.Tensor | None = None,
     ):
         if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] == 0:
             raise ValueError(
@@ -98,11 +104,17 @@ class ImageTextDataset:
             labels = labels.long()
             if labels.min() < 0 or labels.max() >= len(class_names):
                 raise ValueError(f"labels must index the {len(class_names)} class_names")
+        if groups is not None:
+            groups = torch.as_tensor(groups)
+            if groups.shape != (n,) or groups.dtype.is_floating_point or groups.dtype == torch.bool:
+                raise ValueError(f"groups must be ({n},) integers, one per image, got {groups.dtype} {tuple(groups.shape)}")
+            groups = groups.long()
         self.images = images
         self.captions = list(captions)
         self.caption_image = caption_image
         self.labels = labels
         self.class_names = None if class_names is None else list(class_names)
+        self.groups = groups
 
     def __len__(self) -> int:
         """Number of images n."""
@@ -124,15 +136,36 @@ class ImageTextDataset:
             new_position[self.caption_image[kept]],
             None if self.labels is None else self.labels[image_index],
             self.class_names,
+            None if self.groups is None else self.groups[image_index],
         )
 
     def split(self, fraction: float, seed: int = 0) -> tuple[ImageTextDataset, ImageTextDataset]:
-        """A seeded random split of the images into ``(1 - fraction, fraction)`` parts."""
+        """A seeded random split into about ``(1 - fraction, fraction)`` of the images, each group on one side.
+
+        The groups (each image its own group when ``groups`` is ``None``) are
+        shuffled; the last ones go to the second part until it holds at least
+        ``max(1, round(fraction * n))`` images, the rest to the first. Images
+        keep the shuffled order of their groups.
+
+        Raises:
+            ValueError: ``fraction`` outside (0, 1), or fewer than two groups.
+        """
         if not 0 < fraction < 1:
             raise ValueError(f"fraction must lie in (0, 1), got {fraction}")
-        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
-        cut = len(self) - max(1, round(fraction * len(self)))
-        return self.subset(order[:cut]), self.subset(order[cut:])
+        groups = torch.arange(len(self)) if self.groups is None else self.groups
+        _, group_of_image = groups.unique(return_inverse=True)
+        num_groups = int(group_of_image.max()) + 1
+        if num_groups < 2:
+            raise ValueError(f"a split needs at least two groups of images, got {num_groups}")
+        order = torch.randperm(num_groups, generator=torch.Generator().manual_seed(seed))
+        images_from_end = torch.bincount(group_of_image, minlength=num_groups)[order].flip(0).cumsum(0)
+        wanted = max(1, round(fraction * len(self)))
+        held_out_groups = min(int((images_from_end < wanted).sum()) + 1, num_groups - 1)
+        rank = torch.empty(num_groups, dtype=torch.long)
+        rank[order] = torch.arange(num_groups)
+        image_order = torch.sort(rank[group_of_image], stable=True).indices
+        cut = len(self) - int(images_from_end[held_out_groups - 1])
+        return self.subset(image_order[:cut]), self.subset(image_order[cut:])
 
 
 def read_pairs_table(path: str | Path, image_key: str = "image", caption_key: str = "caption") -> list[dict[str, str]]:
@@ -175,6 +208,7 @@ def load_image_text_file(
     image_key: str = "image",
     caption_key: str = "caption",
     label_key: str | None = "label",
+    group_key: str | None = "group",
 ) -> ImageTextDataset:
     """An :class:`ImageTextDataset` from a CSV / JSON-lines table of (image path, caption) rows.
 
@@ -190,10 +224,12 @@ def load_image_text_file(
             ``"skip"``: its rows are dropped with one warning that counts them.
         image_key, caption_key: the columns holding the image path and the caption.
         label_key: an optional column with each image's class name (``None``: no labels).
+        group_key: an optional column with each image's group (see
+            :class:`ImageTextDataset`; ``None``: no groups).
 
     Raises:
         FileNotFoundError: a missing table or image file (with ``on_missing="error"``).
-        ValueError: bad rows, no rows left, an image with two different labels.
+        ValueError: bad rows, no rows left, an image with two different labels or groups.
     """
     if on_missing not in MISSING_POLICIES:
         raise ValueError(f"on_missing must be one of {MISSING_POLICIES}, got {on_missing!r}")
@@ -217,18 +253,35 @@ def load_image_text_file(
         raise ValueError(f"{path} has no rows with an existing image")
     image_of_path: dict[Path, int] = {}
     caption_image = [image_of_path.setdefault(p, len(image_of_path)) for p in resolved]
-    labels, class_names = None, None
-    if label_key is not None and all(row.get(label_key) not in (None, "") for row in rows):
-        class_names = sorted({str(row[label_key]) for row in rows})
-        label_of_image: dict[int, str] = {}
-        for row, image in zip(rows, caption_image):
-            if label_of_image.setdefault(image, str(row[label_key])) != str(row[label_key]):
-                raise ValueError(
-                    f"{path}: image {row[image_key]} has two labels ({label_of_image[image]!r} and {row[label_key]!r})"
-                )
-        labels = torch.tensor([class_names.index(label_of_image[i]) for i in range(len(image_of_path))])
+    labels, class_names, groups = None, None, None
+    label_of_image = per_image_column(path, rows, caption_image, image_key, label_key)
+    if label_of_image is not None:
+        class_names = sorted(set(label_of_image))
+        labels = torch.tensor([class_names.index(label) for label in label_of_image])
+    group_of_image = per_image_column(path, rows, caption_image, image_key, group_key)
+    if group_of_image is not None:
+        group_ids = {group: number for number, group in enumerate(dict.fromkeys(group_of_image))}
+        groups = torch.tensor([group_ids[group] for group in group_of_image])
     images = torch.stack([read_image(p, image_size) for p in image_of_path])
-    return ImageTextDataset(images, [row[caption_key] for row in rows], torch.tensor(caption_image), labels, class_names)
+    captions = [row[caption_key] for row in rows]
+    return ImageTextDataset(images, captions, torch.tensor(caption_image), labels, class_names, groups)
+
+
+def per_image_column(
+    path: Path, rows: Sequence[dict[str, str]], caption_image: Sequence[int], image_key: str, key: str | None
+) -> list[str] | None:
+    """The value of column ``key`` for each image (rows of one image must agree); ``None`` if some row lacks it.
+
+    Raises:
+        ValueError: naming the file and the image, when its rows give two values.
+    """
+    if key is None or any(row.get(key) in (None, "") for row in rows):
+        return None
+    value_of_image: dict[int, str] = {}
+    for row, image in zip(rows, caption_image):
+        if value_of_image.setdefault(image, str(row[key])) != str(row[key]):
+            raise ValueError(f"{path}: image {row[image_key]} has two {key} values ({value_of_image[image]!r} and {row[key]!r})")
+    return [value_of_image[image] for image in range(len(value_of_image))]
 
 
 def save_image_text_hdf5(path: str | Path, dataset: ImageTextDataset) -> None:
@@ -240,6 +293,8 @@ def save_image_text_hdf5(path: str | Path, dataset: ImageTextDataset) -> None:
         if dataset.labels is not None:
             file.create_dataset("labels", data=dataset.labels.numpy())
             file.attrs["class_names"] = json.dumps(dataset.class_names)
+        if dataset.groups is not None:
+            file.create_dataset("groups", data=dataset.groups.numpy())
 
 
 def load_image_text_hdf5(path: str | Path) -> ImageTextDataset:
@@ -259,8 +314,9 @@ def load_image_text_hdf5(path: str | Path) -> ImageTextDataset:
         caption_image = torch.from_numpy(read_dataset(file, "caption_image", where, 1)) if "caption_image" in file else None
         labels = torch.from_numpy(read_dataset(file, "labels", where, 1)) if "labels" in file else None
         class_names = json.loads(file.attrs["class_names"]) if "class_names" in file.attrs else None
+        groups = torch.from_numpy(read_dataset(file, "groups", where, 1)) if "groups" in file else None
     try:
-        return ImageTextDataset(images, captions, caption_image, labels, class_names)
+        return ImageTextDataset(images, captions, caption_image, labels, class_names, groups)
     except (ValueError, TypeError) as error:
         raise ValueError(f"{path}: {error}") from error
 

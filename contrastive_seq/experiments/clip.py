@@ -53,9 +53,12 @@ ZERO_SHOT_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "an image of a 
 class ImageTextFileData(DataConfig):
     """Image-caption pairs from a CSV / JSON-lines table or an HDF5 file (see :mod:`contrastive_seq.data.image_text`).
 
-    ``image_size`` and ``on_missing`` apply to tables; ``relevance`` says
-    whether retrieval counts only the image's own captions (``item``) or any
-    caption of its class (``class``); ``templates`` are the zero-shot prompts.
+    ``image_size`` and ``on_missing`` apply to tables; ``test_fraction`` of
+    the images are held out (seeded by ``split_seed``), whole groups at a
+    time when the file has groups (a ``group`` column or HDF5 ``groups``);
+    ``relevance`` says whether retrieval counts only the image's own captions
+    (``item``) or any caption of its class (``class``); ``templates`` are the
+    zero-shot prompts.
     """
 
     name: str = "image_text_file"

@@ -7,7 +7,9 @@ into ``--cache`` (no Ruby needed, nothing installed), or reads an unpacked
 copy given with ``--gem-root``. Every emoji with a category of at least
 ``--min-category-size`` members becomes one image (its 64x64 PNG) with one
 or two captions made from its name, category and keywords; its category is
-its label (the zero-shot classes). See ``README.md`` for the dataset card.
+its label (the zero-shot classes) and its code points without skin-tone
+modifiers its group (the five tones of one emoji are split together). See
+``README.md`` for the dataset card.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from contrastive_seq.data.image_text import ImageTextDataset, read_image, save_i
 PACKAGE = "ruby-gemojione"
 INDEX = Path("config") / "index.json"
 PNG_FOLDER = Path("assets") / "png"
+SKIN_TONES = {"1F3FB", "1F3FC", "1F3FD", "1F3FE", "1F3FF"}  # Fitzpatrick modifiers
 
 
 def fetch_gemojione(cache: Path) -> Path:
@@ -73,8 +76,24 @@ def emoji_captions(name: str, category: str, keywords: Sequence[str]) -> list[st
     return captions
 
 
+def base_emoji(unicode: str) -> str:
+    """An emoji's code points (``"1F44D-1F3FD"``) without skin-tone modifiers (``"1F44D"``): the group of its variants.
+
+    A tone swatch on its own (``"1F3FB"``) is its own group.
+    """
+    points = unicode.upper().split("-")
+    return "-".join(point for point in points if point not in SKIN_TONES) or "-".join(points)
+
+
+def selected_entries(index_path: Path, min_category_size: int) -> list[dict]:
+    """The index entries, sorted by code points, of the categories with at least ``min_category_size`` emoji."""
+    entries = sorted(json.loads(index_path.read_text(encoding="utf-8")).values(), key=lambda e: e["unicode"])
+    sizes = Counter(entry["category"] for entry in entries)
+    return [entry for entry in entries if sizes[entry["category"]] >= min_category_size]
+
+
 def build_emoji_dataset(gem_root: Path, image_size: int = 64, min_category_size: int = 10) -> ImageTextDataset:
-    """Images ``(n, 3, image_size, image_size)`` uint8 with captions and category labels, from an unpacked gem.
+    """Images ``(n, 3, image_size, image_size)`` uint8 with captions, category labels and groups, from an unpacked gem.
 
     Raises:
         FileNotFoundError: naming the index or the first missing PNG (checked before any image is read).
@@ -83,9 +102,7 @@ def build_emoji_dataset(gem_root: Path, image_size: int = 64, min_category_size:
     index_path = gem_root / INDEX
     if not index_path.is_file():
         raise FileNotFoundError(f"{index_path} does not exist; is {gem_root} an unpacked ruby-gemojione gem?")
-    entries = sorted(json.loads(index_path.read_text(encoding="utf-8")).values(), key=lambda e: e["unicode"])
-    sizes = Counter(entry["category"] for entry in entries)
-    entries = [entry for entry in entries if sizes[entry["category"]] >= min_category_size]
+    entries = selected_entries(index_path, min_category_size)
     if not entries:
         raise ValueError(f"no category in {index_path} has min_category_size={min_category_size} emoji or more")
     paths = [gem_root / PNG_FOLDER / f"{entry['unicode'].upper()}.png" for entry in entries]
@@ -100,29 +117,28 @@ def build_emoji_dataset(gem_root: Path, image_size: int = 64, min_category_size:
         caption_image += [number] * len(own)
     images = torch.stack([read_image(path, image_size) for path in paths])
     labels = torch.tensor([class_names.index(entry["category"]) for entry in entries])
-    return ImageTextDataset(images, captions, torch.tensor(caption_image), labels, class_names)
+    group_ids: dict[str, int] = {}
+    groups = torch.tensor([group_ids.setdefault(base_emoji(entry["unicode"]), len(group_ids)) for entry in entries])
+    return ImageTextDataset(images, captions, torch.tensor(caption_image), labels, class_names, groups)
 
 
 def write_csv(path: Path, gem_root: Path, min_category_size: int = 10) -> None:
-    """The same pairs as a CSV table (image path, caption, label) pointing at the PNGs."""
-    index = json.loads((gem_root / INDEX).read_text(encoding="utf-8"))
-    sizes = Counter(entry["category"] for entry in index.values())
+    """The same pairs as a CSV table (image path, caption, label, group) pointing at the PNGs."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
-        writer.writerow(["image", "caption", "label"])
-        for entry in sorted(index.values(), key=lambda e: e["unicode"]):
-            if sizes[entry["category"]] >= min_category_size:
-                image = (gem_root / PNG_FOLDER / f"{entry['unicode'].upper()}.png").resolve()
-                for caption in emoji_captions(entry["name"], entry["category"], entry.get("keywords", [])):
-                    writer.writerow([str(image), caption, entry["category"]])
+        writer.writerow(["image", "caption", "label", "group"])
+        for entry in selected_entries(gem_root / INDEX, min_category_size):
+            image = (gem_root / PNG_FOLDER / f"{entry['unicode'].upper()}.png").resolve()
+            for caption in emoji_captions(entry["name"], entry["category"], entry.get("keywords", [])):
+                writer.writerow([str(image), caption, entry["category"], base_emoji(entry["unicode"])])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: fetch (or find) the gem, build the HDF5 file (and optionally the CSV table)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=Path("data/emoji/emoji.h5"), help="HDF5 file to write")
-    parser.add_argument("--csv", type=Path, default=None, help="also write a CSV table of (image, caption, label)")
+    parser.add_argument("--csv", type=Path, default=None, help="also write a CSV table of (image, caption, label, group)")
     parser.add_argument("--cache", type=Path, default=Path("data/emoji/cache"), help="where the .deb is unpacked")
     parser.add_argument("--gem-root", type=Path, default=None, help="an unpacked gem (skips the download)")
     parser.add_argument("--image-size", type=int, default=64)
@@ -137,7 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = Counter(dataset.labels.tolist())
     print(
         f"wrote {args.output}: {len(dataset)} images, {len(dataset.captions)} captions, "
-        f"{len(dataset.class_names)} categories ({', '.join(f'{n} {counts[i]}' for i, n in enumerate(dataset.class_names))})"
+        f"{len(dataset.class_names)} categories ({', '.join(f'{n} {counts[i]}' for i, n in enumerate(dataset.class_names))}), "
+        f"{int(dataset.groups.max()) + 1} groups (an emoji with its skin tones)"
     )
     return 0
 
