@@ -49,6 +49,22 @@ def test_train_command_writes_results_metrics_and_checkpoint(tmp_path, capsys):
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 4
 
 
+def test_rerun_with_other_settings_in_the_same_output_dir_is_refused(tmp_path, capsys):
+    assert main(["train", str(DEMO), *FAST, f"train.output_dir={tmp_path}"]) == 0
+    results = (tmp_path / "results.json").read_text()
+    for override, difference in (
+        ("train.seed=1", "train.seed: 0 -> 1"),
+        ("method.temperature=0.3", "method.temperature: 0.2 -> 0.3"),
+    ):
+        assert main(["train", str(DEMO), *FAST, f"train.output_dir={tmp_path}", override]) == 2
+        error = capsys.readouterr().err
+        assert "written by a run with other settings" in error and difference in error
+    assert (tmp_path / "results.json").read_text() == results  # the old run's results stand
+    # the same settings, only longer: the run continues from its checkpoint
+    assert main(["train", str(DEMO), *FAST, f"train.output_dir={tmp_path}", "train.max_steps=6"]) == 0
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 6
+
+
 def test_demo_beats_raw_pixels_and_random_encoder():
     """The README's main job: SimCLR on digits beats raw pixels and a random encoder."""
     config = load_experiment_config(DEMO, ["train.progress=false", "train.output_dir=null"])

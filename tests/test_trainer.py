@@ -97,7 +97,7 @@ def make_method(**kwargs) -> TinyMethod:
     return TinyMethod(**kwargs)
 
 
-def make_trainer(method=None, noise: bool = True, evaluate=None, **config) -> Trainer:
+def make_trainer(method=None, noise: bool = True, evaluate=None, run_settings=None, **config) -> Trainer:
     settings = dict(max_steps=20, batch_size=16, lr=0.02, log_every=5, device="cpu", progress=False)
     settings.update(config)
     return Trainer(
@@ -107,6 +107,7 @@ def make_trainer(method=None, noise: bool = True, evaluate=None, **config) -> Tr
         AugmentationSampler(NUM_ITEMS),
         TransformedViews(add_noise if noise else None),
         evaluate=evaluate,
+        run_settings=run_settings,
     )
 
 
@@ -200,11 +201,42 @@ def test_resume_from_explicit_path_and_from_a_finished_run(tmp_path):
         make_trainer().fit(resume=tmp_path / "missing.pt")
 
 
+def test_resuming_with_other_settings_is_refused_naming_each_difference(tmp_path):
+    model = {"encoder": {"width": 8, "kinds": ["a", "b"]}, "method": {"temperature": 0.1}}
+    make_trainer(max_steps=4, output_dir=tmp_path, run_settings=model).fit()
+    saved = (tmp_path / "checkpoint.pt").read_bytes()
+    other_model = {"encoder": {"width": 8, "kinds": ["a", "c"]}, "method": {"temperature": 0.1}}
+    for trainer, differences in (
+        (
+            make_trainer(max_steps=4, output_dir=tmp_path, run_settings=model, seed=1, lr=0.05),
+            ["train.lr: 0.02 -> 0.05", "train.seed: 0 -> 1"],
+        ),
+        (make_trainer(max_steps=4, output_dir=tmp_path, run_settings=other_model), ["encoder.kinds: ['a', 'b'] -> ['a', 'c']"]),
+    ):
+        with pytest.raises(CheckpointError, match="written by a run with other settings") as error:
+            trainer.fit()
+        for difference in differences:
+            assert difference in str(error.value)
+        assert str(tmp_path) in str(error.value) and trainer.step == 0 and trainer.history == []
+    assert (tmp_path / "checkpoint.pt").read_bytes() == saved  # the refused runs wrote nothing over it
+    # how long, how often and where it runs may change: a longer run with other logging continues
+    longer = make_trainer(max_steps=6, output_dir=tmp_path, run_settings=model, log_every=1, checkpoint_every=2)
+    assert longer.fit()["step"] == 6
+    # an explicit checkpoint path is checked the same way
+    with pytest.raises(CheckpointError, match=r"train.batch_size: 16 -> 8"):
+        make_trainer(max_steps=6, batch_size=8, run_settings=model).fit(resume=tmp_path / "checkpoint.pt")
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    state["run_settings"] = ["not", "a", "mapping"]
+    torch.save(state, tmp_path / "odd.pt")
+    with pytest.raises(CheckpointError, match="odd.pt holds a config or run_settings that is not a mapping"):
+        make_trainer(max_steps=6).fit(resume=tmp_path / "odd.pt")
+
+
 def test_checkpoint_loads_with_weights_only(tmp_path):
     trainer = make_trainer(max_steps=4, output_dir=tmp_path)
     trainer.fit()
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    assert set(state) == {"step", "model", "optimizer", "scheduler", "scaler", "skipped_steps", "rng", "config"}
+    assert set(state) == {"step", "model", "optimizer", "scheduler", "scaler", "skipped_steps", "rng", "config", "run_settings"}
     assert state["step"] == 4 and len(state["rng"]) == 1
     assert set(state["rng"][0]) >= {"torch", "numpy", "python"}
     for name, value in trainer.method.state_dict().items():

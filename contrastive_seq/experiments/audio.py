@@ -128,7 +128,14 @@ def run_cpc_experiment(config: ExperimentConfig) -> dict[str, dict[str, float]]:
     torch.manual_seed(config.train.seed)
     experiment = build_cpc_experiment(config)
     untrained = copy.deepcopy(experiment.method)
-    Trainer(experiment.method, config.train, experiment.train_audio, experiment.sampler, experiment.views).fit()
+    Trainer(
+        experiment.method,
+        config.train,
+        experiment.train_audio,
+        experiment.sampler,
+        experiment.views,
+        run_settings=config.run_settings(),
+    ).fit()
     if distributed.rank() != 0:
         return {}
     rate, frames = config.data.sample_rate, config.method.max_phone_frames

@@ -316,6 +316,7 @@ def run_clip_experiment(config: ExperimentConfig) -> dict[str, dict[str, float]]
         experiment.sampler,
         experiment.views,
         evaluate=lambda method: evaluate_clip(method, experiment),
+        run_settings=config.run_settings(),
     )
     trainer.fit()
     if distributed.rank() != 0:

@@ -102,7 +102,13 @@ def run_experiment(config: ExperimentConfig) -> dict[str, dict[str, float]]:
         return {"knn_accuracy": knn, **collapse_scores(test_x)}
 
     trainer = Trainer(
-        experiment.method, config.train, train, experiment.sampler, experiment.views, evaluate=knn_during_training
+        experiment.method,
+        config.train,
+        train,
+        experiment.sampler,
+        experiment.views,
+        evaluate=knn_during_training,
+        run_settings=config.run_settings(),
     )
     trainer.fit()
     if distributed.rank() != 0:

@@ -9,8 +9,9 @@ the variants and their builders live in one module per domain (for example
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from contrastive_seq.config import Variants
+from contrastive_seq.config import Variants, to_mapping
 from contrastive_seq.training.trainer import TrainerConfig
 
 
@@ -50,3 +51,11 @@ class ExperimentConfig:
     method: MethodConfig
     train: TrainerConfig = field(default_factory=TrainerConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    def run_settings(self) -> dict[str, Any]:
+        """The sections that define the trained model besides ``train`` (data, views, encoder, method), as plain values.
+
+        The Trainer keeps them in each checkpoint and refuses to resume one
+        written with other values (see :class:`~contrastive_seq.training.trainer.Trainer`).
+        """
+        return {name: to_mapping(getattr(self, name)) for name in ("data", "views", "encoder", "method")}

@@ -271,7 +271,14 @@ def run_timeseries_experiment(config: ExperimentConfig) -> dict[str, dict[str, f
     torch.manual_seed(config.train.seed)
     experiment = build_timeseries_experiment(config)
     untrained = copy.deepcopy(experiment.method.encoder)
-    trainer = Trainer(experiment.method, config.train, experiment.train, experiment.sampler, experiment.views)
+    trainer = Trainer(
+        experiment.method,
+        config.train,
+        experiment.train,
+        experiment.sampler,
+        experiment.views,
+        run_settings=config.run_settings(),
+    )
     trainer.fit()
     if distributed.rank() != 0:
         return {}

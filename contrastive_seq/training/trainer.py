@@ -59,6 +59,23 @@ METRICS_NAME = "metrics.jsonl"
 Evaluate = Callable[[Method], Mapping[str, float]]
 
 
+RESUMABLE_FIELDS = frozenset(
+    {"max_steps", "log_every", "eval_every", "checkpoint_every", "output_dir", "device", "num_workers", "progress", "on_nonfinite"}
+)
+"""TrainerConfig fields a resumed run may change: how long it runs, how often it reports and saves, where it runs."""
+
+
+def _settings_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """``"key: saved -> current"`` for every dotted key both nested mappings hold with different values."""
+    old, new = flatten(saved, separator="."), flatten(current, separator=".")
+    return [f"{key}: {old[key]!r} -> {new[key]!r}" for key in old if key in new and old[key] != new[key]]
+
+
+def _defining_settings(config: Mapping[str, Any], run_settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"train": config without RESUMABLE_FIELDS, **run_settings}``: what a resumed run must share with its checkpoint."""
+    return {"train": {key: value for key, value in config.items() if key not in RESUMABLE_FIELDS}, **run_settings}
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -301,6 +318,13 @@ class Trainer:
             every rank (the method in eval mode, the training random streams
             saved and restored around it) every ``config.eval_every`` steps and
             at the end; its results are logged under ``eval``.
+        run_settings: what else defines the run, as plain nested values (an
+            experiment's data, model and method sections). Each checkpoint
+            keeps them with ``config``; resuming from a checkpoint whose
+            settings differ (other than :data:`RESUMABLE_FIELDS`) raises
+            :class:`CheckpointError` naming each difference, so a rerun with
+            a new seed or learning rate in an old ``output_dir`` does not
+            silently continue, or report, the old run.
 
     Attributes:
         method: the unwrapped method (what ``after_step`` and ``evaluate`` get).
@@ -324,6 +348,7 @@ class Trainer:
         sampler: Sampler,
         views: Views | Callable[..., dict[str, torch.Tensor]],
         evaluate: Evaluate | None = None,
+        run_settings: Mapping[str, Any] | None = None,
     ):
         if not isinstance(method, Method):
             raise TypeError(f"method must be a contrastive_seq Method, got {type(method).__name__}")
@@ -337,8 +362,11 @@ class Trainer:
             raise TypeError(f"evaluate must be None or callable as evaluate(method), got {type(evaluate).__name__}")
         if not any(parameter.requires_grad for parameter in method.parameters()):
             raise ValueError(f"method {type(method).__name__} has no trainable parameters")
+        if run_settings is not None and not isinstance(run_settings, Mapping):
+            raise TypeError(f"run_settings must be None or a mapping, got {type(run_settings).__name__}")
         self.config = config
         self.evaluate = evaluate
+        self.run_settings = dict(run_settings or {})
         self.device = _resolve_device(config)
         _init_process_group(self.device)
         self.rank = distributed.rank()
@@ -569,10 +597,8 @@ class Trainer:
                 "scaler": self.scaler.state_dict(),
                 "skipped_steps": self.skipped_steps,
                 "rng": states,
-                "config": {
-                    key: str(value) if isinstance(value, os.PathLike) else value
-                    for key, value in asdict(self.config).items()
-                },
+                "config": self._plain_config(),
+                "run_settings": self.run_settings,
             }
             try:
                 save_checkpoint(self.checkpoint_path, state)
@@ -587,6 +613,23 @@ class Trainer:
             raise error
         self.last_checkpoint = self.checkpoint_path
 
+    def _plain_config(self) -> dict[str, Any]:
+        """``config`` as plain values (paths as strings), as checkpoints keep it."""
+        return {key: str(value) if isinstance(value, os.PathLike) else value for key, value in asdict(self.config).items()}
+
+    def _check_settings(self, path: Path, state: Mapping[str, Any]) -> None:
+        """Refuse a checkpoint written with other settings than this run's (apart from :data:`RESUMABLE_FIELDS`)."""
+        saved_config, saved_settings = state.get("config") or {}, state.get("run_settings") or {}
+        if not isinstance(saved_config, Mapping) or not isinstance(saved_settings, Mapping):
+            raise CheckpointError(f"checkpoint {path} holds a config or run_settings that is not a mapping")
+        saved = _defining_settings(saved_config, saved_settings)
+        changes = _settings_changes(saved, _defining_settings(self._plain_config(), self.run_settings))
+        if changes:
+            raise CheckpointError(
+                f"checkpoint {path} was written by a run with other settings ({'; '.join(changes)}); "
+                f"resume with its settings, or start afresh in another output_dir (or delete {path.parent})"
+            )
+
     def _resume(self, resume: bool | str | os.PathLike) -> None:
         """Load the checkpoint ``resume`` points to, if any, and set :attr:`step` from it."""
         if isinstance(resume, bool):
@@ -599,6 +642,7 @@ class Trainer:
         else:
             raise TypeError(f"resume must be a bool or a checkpoint path, got {type(resume).__name__}")
         state = load_checkpoint(path)
+        self._check_settings(path, state)
         step = state.get("step")
         if not _is_int(step) or not 0 <= step <= self.config.max_steps:
             raise CheckpointError(
