@@ -10,6 +10,7 @@ import torch
 
 from contrastive_seq.cli import main
 from contrastive_seq.experiments import load_experiment_config, run_experiment
+from contrastive_seq.experiments.run import report_results
 
 DEMO = Path(__file__).resolve().parents[1] / "configs" / "simclr_digits.yaml"
 FAST = ["train.max_steps=4", "train.warmup_steps=1", "train.batch_size=32", "train.progress=false", "evaluation.label_draws=1"]
@@ -47,6 +48,24 @@ def test_train_command_writes_results_metrics_and_checkpoint(tmp_path, capsys):
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["step"] == 4
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 4
+
+
+def test_results_file_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    config = load_experiment_config(DEMO, [*FAST, f"train.output_dir={tmp_path}"])
+    report_results(config, {"first": {"score": 0.5}})
+    before = (tmp_path / "results.json").read_text()
+
+    def killed_mid_write(descriptor):
+        raise KeyboardInterrupt  # as if the process stopped while writing the new report
+
+    monkeypatch.setattr("contrastive_seq.experiments.run.json.dumps", lambda *a, **k: "{\"partial")
+    monkeypatch.setattr("os.fsync", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        report_results(config, {"second": {"score": 0.9}})
+    monkeypatch.undo()
+    assert (tmp_path / "results.json").read_text() == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["results.json"]
+    assert json.loads(before)["results"] == {"first": {"score": 0.5}}
 
 
 def test_rerun_with_other_settings_in_the_same_output_dir_is_refused(tmp_path, capsys):

@@ -19,6 +19,7 @@ from contrastive_seq.evaluation.probes import few_label_knn_accuracy, knn_accura
 from contrastive_seq.experiments.build import build_experiment
 from contrastive_seq.experiments.sections import EvaluationConfig, ExperimentConfig
 from contrastive_seq.methods.base import Method
+from contrastive_seq.training.checkpoint import write_atomically
 from contrastive_seq.training.trainer import Trainer
 
 
@@ -59,7 +60,7 @@ def format_table(rows: dict[str, dict[str, float]]) -> str:
 
 
 def report_results(config: ExperimentConfig, results: dict[str, dict[str, float]]) -> Path | None:
-    """Print the ``{representation: {score: value}}`` table and write it with the resolved config.
+    """Print the ``{representation: {score: value}}`` table and write it with the resolved config (atomically).
 
     Returns the output directory holding ``results.json``, or ``None`` when
     ``train.output_dir`` is not set (then nothing is written).
@@ -69,7 +70,8 @@ def report_results(config: ExperimentConfig, results: dict[str, dict[str, float]
         return None
     output = Path(config.train.output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    (output / "results.json").write_text(json.dumps({"config": to_mapping(config), "results": results}, indent=2))
+    report = json.dumps({"config": to_mapping(config), "results": results}, indent=2)
+    write_atomically(output / "results.json", lambda file: file.write(report.encode()))
     return output
 
 

@@ -12,9 +12,9 @@ import glob
 import os
 import random
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_then_replace(path, state)
+        write_atomically(path, lambda file: torch.save(dict(state), file))
     except OSError as exc:
         message = f"could not save checkpoint {path} ({exc.strerror or exc}); any previous checkpoint there is intact"
         raise (OSError(exc.errno, message) if exc.errno else OSError(message)) from exc
@@ -52,11 +52,19 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
         ) from exc
 
 
-def _write_then_replace(path: Path, state: Mapping[str, Any]) -> None:
+def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
+    """Create ``path`` whole or not at all: ``write(file)`` fills a temporary file beside it, then a rename.
+
+    The temporary file is flushed and fsynced before ``os.replace`` puts it at
+    ``path``; if ``write`` or the rename fails it is removed, and ``path``
+    keeps its previous content. After success, temporary files for ``path``
+    left by writers killed mid-write are deleted.
+    """
+    path = Path(path)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(descriptor, "wb") as file:
-            torch.save(dict(state), file)
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
