@@ -30,7 +30,7 @@ import soundfile
 import torch
 import torchaudio
 
-from contrastive_seq.data.hdf5 import open_for_reading, read_dataset
+from contrastive_seq.data.hdf5 import open_for_reading, read_dataset, write_hdf5_atomically
 
 SPEECH_FORMAT = "contrastive_seq.speech"
 SPEECH_FORMAT_VERSION = 1
@@ -267,16 +267,15 @@ def save_speech_corpus(
     phones: Sequence[PhoneSegments] | None = None,
     phone_names: Sequence[str] = (),
 ) -> Path:
-    """Write a corpus in the layout of this module's docstring (temporary file renamed over ``path``)."""
-    path = Path(path)
+    """Write a corpus in the layout of this module's docstring, atomically (see ``write_hdf5_atomically``)."""
     dataset = SequenceDataset(list(waveforms), torch.as_tensor(list(speakers)), list(utterance_ids))
     if dataset.num_channels != 1:
         raise ValueError(f"waveforms must be mono (time,), got {dataset.num_channels} channels")
     phones = list(phones) if phones is not None else []
     if phones and len(phones) != len(dataset):
         raise ValueError(f"phones must have one entry per utterance ({len(dataset)}), got {len(phones)}")
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as file:
+
+    def fill(file: h5py.File) -> None:
         file.attrs.update(
             format=SPEECH_FORMAT,
             format_version=SPEECH_FORMAT_VERSION,
@@ -294,8 +293,8 @@ def save_speech_corpus(
         for field in ("start", "end", "id"):
             values = [getattr(p, field) for p in phones]
             group[field] = torch.cat(values).numpy() if values else np.zeros(0, np.int64)
-    os.replace(tmp, path)
-    return path
+
+    return write_hdf5_atomically(path, fill)
 
 
 def load_speech_corpus(

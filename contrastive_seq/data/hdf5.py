@@ -10,9 +10,11 @@ Layout (format version 1)::
 
 ``neural`` is written contiguously (not chunked, not compressed): a batch
 of windows then reads its rows straight from the file, which is what
-training from a file larger than memory needs. :func:`save_recordings`
-writes a temporary file next to the target and renames it over the target
-(``os.replace``), so a crash never leaves a half-written file under that name.
+training from a file larger than memory needs. :func:`save_recordings`,
+like every HDF5 writer of the package, goes through
+:func:`write_hdf5_atomically`: a temporary file next to the target, renamed
+over it (``os.replace``), so a crash never leaves a half-written file under
+that name.
 
 :func:`load_recordings` with ``in_memory=False`` keeps every ``neural``
 dataset on disk as an :class:`HDF5TimeSeries` (continuous and discrete
@@ -23,14 +25,15 @@ then reads only the rows each batch needs, in one read.
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import h5py
 import numpy as np
 import torch
 
+from contrastive_seq.atomic_files import write_atomically
 from contrastive_seq.data.recording import (
     MultiSessionRecording,
     Recording,
@@ -201,27 +204,35 @@ def save_recordings(
     if len(set(names)) != len(names):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         raise ValueError(f"recordings must have distinct names to be saved, got duplicates {duplicates}")
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        with h5py.File(temporary, "w") as file:
-            file.attrs["format"] = FORMAT
-            file.attrs["format_version"] = FORMAT_VERSION
-            group = file.create_group("sessions")
-            group.attrs["order"] = names
-            for recording in sessions:
-                session = group.create_group(recording.name)
-                _write_neural(session, recording)
-                if recording.continuous is not None:
-                    session.create_dataset("continuous", data=recording.continuous.numpy())
-                if recording.discrete is not None:
-                    session.create_dataset("discrete", data=recording.discrete.numpy())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-    return path
+
+    def fill(file: h5py.File) -> None:
+        file.attrs["format"] = FORMAT
+        file.attrs["format_version"] = FORMAT_VERSION
+        group = file.create_group("sessions")
+        group.attrs["order"] = names
+        for recording in sessions:
+            session = group.create_group(recording.name)
+            _write_neural(session, recording)
+            if recording.continuous is not None:
+                session.create_dataset("continuous", data=recording.continuous.numpy())
+            if recording.discrete is not None:
+                session.create_dataset("discrete", data=recording.discrete.numpy())
+
+    return write_hdf5_atomically(path, fill)
+
+
+def write_hdf5_atomically(path: str | os.PathLike, fill: Callable[[h5py.File], object]) -> Path:
+    """Create or replace the HDF5 file ``path`` whole: ``fill`` writes into it, opened for writing, before a rename.
+
+    A crash, a kill or a full disk during ``fill`` leaves ``path`` as it
+    was (see :func:`contrastive_seq.atomic_files.write_atomically`).
+    """
+
+    def write(file: BinaryIO) -> None:
+        with h5py.File(file, "w") as opened:
+            fill(opened)
+
+    return write_atomically(path, write)
 
 
 def _check_format(file: h5py.File, where: str) -> list[str]:

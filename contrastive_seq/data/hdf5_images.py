@@ -13,20 +13,23 @@ import numpy as np
 import torch
 
 from contrastive_seq.data.arrays import ArrayDataset
-from contrastive_seq.data.hdf5 import open_for_reading, read_dataset
+from contrastive_seq.data.hdf5 import open_for_reading, read_dataset, write_hdf5_atomically
 
 
 def save_hdf5_images(
     path: str | Path, images: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray | None = None
 ) -> None:
-    """Write ``images (n, C, H, W)`` (uint8, or float in [0, 1]) and optional integer ``labels (n,)`` to ``path``."""
+    """Write ``images (n, C, H, W)`` (uint8, or float in [0, 1]) and optional integer ``labels (n,)`` to ``path``, atomically."""
     images = np.asarray(images)
     if images.ndim != 4:
         raise ValueError(f"images must have shape (n, channels, height, width), got {images.shape}")
-    with h5py.File(path, "w") as file:
+
+    def fill(file: h5py.File) -> None:
         file.create_dataset("images", data=images, chunks=(1, *images.shape[1:]))
         if labels is not None:
             file.create_dataset("labels", data=np.asarray(labels))
+
+    write_hdf5_atomically(path, fill)
 
 
 def load_hdf5_images(path: str | Path, images_key: str = "images", labels_key: str | None = "labels") -> ArrayDataset:

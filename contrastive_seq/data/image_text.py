@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from contrastive_seq.data.hdf5 import open_for_reading, read_dataset
+from contrastive_seq.data.hdf5 import open_for_reading, read_dataset, write_hdf5_atomically
 
 MISSING_POLICIES = ("error", "skip")
 
@@ -285,8 +285,9 @@ def per_image_column(
 
 
 def save_image_text_hdf5(path: str | Path, dataset: ImageTextDataset) -> None:
-    """Write ``dataset`` in the module's HDF5 layout (see the module docstring)."""
-    with h5py.File(path, "w") as file:
+    """Write ``dataset`` in the module's HDF5 layout (see the module docstring), atomically."""
+
+    def fill(file: h5py.File) -> None:
         file.create_dataset("images", data=dataset.images.numpy(), compression="gzip")
         file.create_dataset("captions", data=dataset.captions, dtype=h5py.string_dtype("utf-8"))
         file.create_dataset("caption_image", data=dataset.caption_image.numpy())
@@ -295,6 +296,8 @@ def save_image_text_hdf5(path: str | Path, dataset: ImageTextDataset) -> None:
             file.attrs["class_names"] = json.dumps(dataset.class_names)
         if dataset.groups is not None:
             file.create_dataset("groups", data=dataset.groups.numpy())
+
+    write_hdf5_atomically(path, fill)
 
 
 def load_image_text_hdf5(path: str | Path) -> ImageTextDataset:

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from contrastive_seq import distributed
+from contrastive_seq.atomic_files import write_atomically
 from contrastive_seq.config import apply_overrides, from_mapping, load_yaml, to_mapping
 from contrastive_seq.data.arrays import ArrayDataset
 from contrastive_seq.evaluation.embeddings import embed_in_batches
@@ -19,7 +20,6 @@ from contrastive_seq.evaluation.probes import few_label_knn_accuracy, knn_accura
 from contrastive_seq.experiments.build import build_experiment
 from contrastive_seq.experiments.sections import EvaluationConfig, ExperimentConfig
 from contrastive_seq.methods.base import Method
-from contrastive_seq.training.checkpoint import write_atomically
 from contrastive_seq.training.trainer import Trainer
 
 

@@ -7,17 +7,16 @@ reads it. :func:`rng_state` turns every global random stream into that form.
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import os
 import random
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
+
+from contrastive_seq.atomic_files import write_atomically
 
 
 class CheckpointError(RuntimeError):
@@ -50,42 +49,6 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
         raise CheckpointError(
             f"could not save checkpoint {path} ({type(exc).__name__}: {exc}); any previous checkpoint there is intact"
         ) from exc
-
-
-def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
-    """Create ``path`` whole or not at all: ``write(file)`` fills a temporary file beside it, then a rename.
-
-    The temporary file is flushed and fsynced before ``os.replace`` puts it at
-    ``path``; if ``write`` or the rename fails it is removed, and ``path``
-    keeps its previous content. After success, temporary files for ``path``
-    left by writers killed mid-write are deleted.
-    """
-    path = Path(path)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    _fsync_directory(path.parent)
-    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # from writers killed mid-write
-        with contextlib.suppress(FileNotFoundError):
-            leftover.unlink()
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename durable where the platform allows opening a directory (POSIX)."""
-    with contextlib.suppress(OSError):
-        descriptor = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
