@@ -25,6 +25,7 @@ from hypothesis.extra import numpy as hnp
 
 from contrastive_seq import ContrastiveEmbedding
 from contrastive_seq.config import ConfigError, apply_overrides, from_mapping, load_yaml
+from contrastive_seq.data.image_text import ImageTextDataset
 from contrastive_seq.data.recording import MultiSessionRecording, Recording
 from contrastive_seq.losses import (
     BarlowTwinsLoss,
@@ -363,6 +364,33 @@ def test_augmentation_sampler(num_items, n_views, batch_size):
     if pairs is not None:
         check_pairs(pairs, batch_size, num_items)
         assert len(set(pairs.reference.tolist())) == batch_size  # without replacement: no repeats
+
+
+# ---------------------------------------------------------------- image-text split
+
+
+@FUZZ
+@given(
+    groups=st.one_of(st.none(), st.lists(st.integers(-3, 6), min_size=1, max_size=30)),
+    size=st.integers(1, 30),
+    fraction=st.one_of(st.floats(-0.5, 1.5), st.sampled_from([0.0, 1.0, 1e-9, 0.999999])),
+    seed=st.integers(0, 5),
+)
+def test_image_text_split(groups, size, fraction, seed):
+    n = size if groups is None else len(groups)
+    group_tensor = None if groups is None else torch.tensor(groups)
+    data = ImageTextDataset(torch.zeros(n, 1, 1, 1, dtype=torch.uint8), [str(i) for i in range(n)], groups=group_tensor)
+    parts = outcome(lambda: data.split(fraction, seed), ("fraction", "groups"))
+    if parts is None:
+        return
+    first, second = ([int(part.captions[k]) for k in part.caption_image.argsort().tolist()] for part in parts)
+    assert sorted(first + second) == list(range(n)) and first and second
+    group_of = list(range(n)) if groups is None else groups
+    assert {group_of[i] for i in first}.isdisjoint({group_of[i] for i in second})
+    wanted = max(1, round(fraction * n))
+    taken_last = sum(group_of[i] == group_of[second[0]] for i in second)
+    assert len(second) >= wanted or len({group_of[i] for i in first}) == 1  # short only to leave one group in first
+    assert len(second) - taken_last < wanted
 
 
 # ---------------------------------------------------------------- recordings

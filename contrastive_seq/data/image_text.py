@@ -144,8 +144,9 @@ class ImageTextDataset:
 
         The groups (each image its own group when ``groups`` is ``None``) are
         shuffled; the last ones go to the second part until it holds at least
-        ``max(1, round(fraction * n))`` images, the rest to the first. Images
-        keep the shuffled order of their groups.
+        ``max(1, round(fraction * n))`` images (it exceeds that by less than
+        the size of the group taken last), the rest to the first, which always
+        keeps one group at least. Images keep the shuffled order of their groups.
 
         Raises:
             ValueError: ``fraction`` outside (0, 1), or fewer than two groups.
