@@ -202,16 +202,22 @@ def test_resume_from_explicit_path_and_from_a_finished_run(tmp_path):
 
 
 def test_resuming_with_other_settings_is_refused_naming_each_difference(tmp_path):
-    model = {"encoder": {"width": 8, "kinds": ["a", "b"]}, "method": {"temperature": 0.1}}
+    model = {"encoder": {"width": 8, "kinds": ["a", "b"], "vision": {"layers": 2}}, "method": {"temperature": 0.1}}
     make_trainer(max_steps=4, output_dir=tmp_path, run_settings=model).fit()
     saved = (tmp_path / "checkpoint.pt").read_bytes()
-    other_model = {"encoder": {"width": 8, "kinds": ["a", "c"]}, "method": {"temperature": 0.1}}
+    other_model = {"encoder": {**model["encoder"], "kinds": ["a", "c"]}, "method": {"temperature": 0.1}}
     for trainer, differences in (
         (
             make_trainer(max_steps=4, output_dir=tmp_path, run_settings=model, seed=1, lr=0.05),
             ["train.lr: 0.02 -> 0.05", "train.seed: 0 -> 1"],
         ),
         (make_trainer(max_steps=4, output_dir=tmp_path, run_settings=other_model), ["encoder.kinds: ['a', 'b'] -> ['a', 'c']"]),
+        (
+            make_trainer(
+                max_steps=4, output_dir=tmp_path, run_settings={**model, "encoder": {**model["encoder"], "vision": {"layers": 3}}}
+            ),
+            ["encoder.vision: {'layers': 2} -> {'layers': 3}"],  # a dict-valued field is compared whole
+        ),
     ):
         with pytest.raises(CheckpointError, match="written by a run with other settings") as error:
             trainer.fit()
@@ -219,6 +225,9 @@ def test_resuming_with_other_settings_is_refused_naming_each_difference(tmp_path
             assert difference in str(error.value)
         assert str(tmp_path) in str(error.value) and trainer.step == 0 and trainer.history == []
     assert (tmp_path / "checkpoint.pt").read_bytes() == saved  # the refused runs wrote nothing over it
+    # a field the checkpoint does not hold (added by another library version) is not compared
+    newer = {**model, "method": {"temperature": 0.1, "new_field": 1}}
+    assert make_trainer(max_steps=4, output_dir=tmp_path, run_settings=newer).fit()["step"] == 4
     # how long, how often and where it runs may change: a longer run with other logging continues
     longer = make_trainer(max_steps=6, output_dir=tmp_path, run_settings=model, log_every=1, checkpoint_every=2)
     assert longer.fit()["step"] == 6

@@ -18,13 +18,13 @@ from typing import Any
 from contrastive_seq import distributed
 
 
-def flatten(record: Mapping[str, Any], prefix: str = "", separator: str = "/") -> dict[str, Any]:
-    """Nested dicts as one level with joined keys: ``{"parts": {"acc": 1.0}} -> {"parts/acc": 1.0}``."""
+def flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level with ``/``-joined keys: ``{"parts": {"acc": 1.0}} -> {"parts/acc": 1.0}``."""
     flat: dict[str, Any] = {}
     for key, value in record.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            flat.update(flatten(value, prefix=f"{name}{separator}", separator=separator))
+            flat.update(flatten(value, prefix=f"{name}/"))
         else:
             flat[name] = value
     return flat

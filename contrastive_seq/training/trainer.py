@@ -66,9 +66,25 @@ RESUMABLE_FIELDS = frozenset(
 
 
 def _settings_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """``"key: saved -> current"`` for every dotted key both nested mappings hold with different values."""
-    old, new = flatten(saved, separator="."), flatten(current, separator=".")
+    """``"section.field: saved -> current"`` for every field both settings hold with different values.
+
+    Settings map sections to ``{field: value}``; a value that is itself a
+    mapping (an open_clip ``vision`` dict) is compared whole. Fields only one
+    side has (added in another library version) are not compared.
+    """
+    old, new = _by_field(saved), _by_field(current)
     return [f"{key}: {old[key]!r} -> {new[key]!r}" for key in old if key in new and old[key] != new[key]]
+
+
+def _by_field(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"section.field": value}`` from ``{section: {field: value}}`` (a non-mapping section stays as it is)."""
+    flat: dict[str, Any] = {}
+    for section, fields in settings.items():
+        if isinstance(fields, Mapping):
+            flat.update({f"{section}.{field}": value for field, value in fields.items()})
+        else:
+            flat[section] = fields
+    return flat
 
 
 def _defining_settings(config: Mapping[str, Any], run_settings: Mapping[str, Any]) -> dict[str, Any]:
