@@ -12,6 +12,7 @@ from contrastive_seq.data.hdf5 import (
     save_recordings,
 )
 from contrastive_seq.data.recording import MultiSessionRecording, Recording
+from contrastive_seq.data.timeseries_files import load_timeseries
 from contrastive_seq.data.synthetic import (
     PlaceCellModel,
     synthetic_place_cell_sessions,
@@ -25,6 +26,7 @@ __all__ += [
     "Recording",
     "load_recording",
     "load_recordings",
+    "load_timeseries",
     "save_recordings",
     "synthetic_place_cell_sessions",
     "synthetic_place_cells",

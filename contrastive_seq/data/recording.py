@@ -3,7 +3,10 @@
 A :class:`Recording` is one session: ``neural (time, channels)`` and, at the
 same time points, optional continuous auxiliary variables ``continuous (time, k)``
 (position, speed, ...) and optional discrete labels ``discrete (time,)``
-(trial type, run direction, ...). A :class:`MultiSessionRecording` holds
+(trial type, run direction, ...), and optional segment ids ``segments (time,)``
+(trials, or sessions glued in time): a change of id between two time points
+is a boundary that no window and no time-paired positive crosses. A
+:class:`MultiSessionRecording` holds
 several recordings whose auxiliary variables share their meaning (same k,
 same units), e.g. several animals running on one track, each with its own
 neurons. Samples of all sessions are numbered by one *global index*:
@@ -16,6 +19,7 @@ and the window views read only the rows a batch needs.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
@@ -140,6 +144,18 @@ def segment_of(ends: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.asarray(segment, dtype=np.int64).reshape(index.shape))
 
 
+def segment_runs(segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The runs of equal consecutive ids in ``segments (T,)``: ``(starts (R,), stops (R,))`` int64, stops exclusive.
+
+    A boundary lies wherever the id changes, so an id that reappears later
+    (trial types, say) opens a new run.
+    """
+    change = torch.nonzero(segments[1:] != segments[:-1]).flatten() + 1
+    starts = torch.cat([torch.zeros(1, dtype=torch.long), change])
+    stops = torch.cat([change, torch.tensor([segments.shape[0]], dtype=torch.long)])
+    return starts, stops
+
+
 class Recording:
     """One session: neural activity with optional behaviour at the same time points.
 
@@ -151,6 +167,9 @@ class Recording:
             auxiliary variables, stored as float32 ``(time, k)``.
         discrete: optional ``(time,)`` integer labels, stored as int64.
         name: the session's name (its group name in an HDF5 file).
+        segments: optional ``(time,)`` integer segment ids (trial or session
+            of each time point), stored as int64; see :func:`segment_runs`.
+            Not a label: samplers keep windows and time positives inside one segment.
 
     Raises:
         TypeError / ValueError naming the argument: wrong type or dtype,
@@ -164,6 +183,7 @@ class Recording:
         continuous: ArrayLike | None = None,
         discrete: ArrayLike | None = None,
         name: str = "session0",
+        segments: ArrayLike | None = None,
     ):
         if not isinstance(name, str) or not name or "/" in name or name in {".", ".."}:
             raise ValueError(f"name must be a non-empty string without '/', got {name!r}")
@@ -177,6 +197,7 @@ class Recording:
         self.neural = neural
         self.continuous = None if continuous is None else as_continuous("continuous", continuous, length)
         self.discrete = None if discrete is None else as_discrete("discrete", discrete, length)
+        self.segments = None if segments is None else as_discrete("segments", segments, length)
         self.name = name
 
     def __len__(self) -> int:
@@ -185,7 +206,8 @@ class Recording:
     def __repr__(self) -> str:
         return (
             f"Recording(name={self.name!r}, time={len(self)}, channels={self.num_channels}, "
-            f"continuous={self.num_continuous}, discrete={self.discrete is not None}, in_memory={self.in_memory})"
+            f"continuous={self.num_continuous}, discrete={self.discrete is not None}, "
+            f"segments={self.num_segments}, in_memory={self.in_memory})"
         )
 
     @property
@@ -197,6 +219,18 @@ class Recording:
     def num_continuous(self) -> int:
         """Continuous variables k (0 without them)."""
         return 0 if self.continuous is None else self.continuous.shape[1]
+
+    @functools.cached_property
+    def segment_bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(starts (R,), stops (R,))`` of the runs of equal segment ids (one run ``0 .. T`` without segments)."""
+        if self.segments is None:
+            return torch.zeros(1, dtype=torch.long), torch.tensor([len(self)])
+        return segment_runs(self.segments)
+
+    @property
+    def num_segments(self) -> int:
+        """R, the runs of equal segment ids (1 without segments)."""
+        return int(self.segment_bounds[0].numel())
 
     @property
     def in_memory(self) -> bool:

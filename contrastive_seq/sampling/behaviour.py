@@ -31,6 +31,15 @@ References are uniform over the valid time points, and negatives (a shared
 ``(M,)`` set, see :mod:`contrastive_seq.sampling.time`) uniform over them
 too, so negatives follow the empirical label distribution (CEBRA's
 "empirical" prior).
+
+With segment ids (``segments``, trials or sessions glued in time), valid
+time points are those whose window lies in one segment (see
+:mod:`contrastive_seq.sampling.time`), so every positive and negative has
+its window inside a segment, and ``time_delta`` label changes
+``y_{s+Δ} - y_s`` are measured inside one segment. A behaviour positive may
+lie in another segment than its reference: pairing across trials by
+behaviour is the point; only pairs *by time* stay within a segment
+(the time column of :class:`HybridSampler`).
 """
 
 from __future__ import annotations
@@ -44,7 +53,7 @@ from scipy.spatial import KDTree
 
 from contrastive_seq.data.recording import ArrayLike, as_continuous, as_discrete, segment_of
 from contrastive_seq.sampling.same_class import SameClassSampler
-from contrastive_seq.sampling.time import RecordingSampler, TimeContrastiveSampler, check_int
+from contrastive_seq.sampling.time import RecordingSampler, TimeContrastiveSampler, ValidTimes, check_int
 
 MODES = ("delta", "time_delta")
 
@@ -130,13 +139,15 @@ class NearestTimeIndex:
 
     Args:
         continuous: ``(T, k)`` labels.
-        times: the candidate time points, a ``range`` or an int64 tensor ``(n,)`` (n >= 1).
+        times: the candidate time points, a ``range``, a :class:`ValidTimes` or an int64 tensor ``(n,)`` (n >= 1).
 
     Setup O(n log n) (``scipy.spatial.KDTree``, sliding-midpoint splits, over the
     :func:`tie_broken` float64 labels); a query O(log n).
     """
 
-    def __init__(self, continuous: torch.Tensor, times: range | torch.Tensor):
+    def __init__(self, continuous: torch.Tensor, times: range | ValidTimes | torch.Tensor):
+        if isinstance(times, ValidTimes):
+            times = range(times.start, times.stop) if times.num_runs == 1 else times.as_tensor()
         if isinstance(times, range):
             points = continuous[times.start : times.stop]
         else:
@@ -168,7 +179,7 @@ class ContinuousBehaviourSampler(RecordingSampler):
         mode: ``"time_delta"`` (default) or ``"delta"``.
         delta: δ for ``delta`` mode (in label units).
         time_delta: Δ for ``time_delta`` mode (CEBRA uses its ``time_offsets`` here).
-        left_context, right_context, num_negatives: see :class:`RecordingSampler`.
+        left_context, right_context, num_negatives, segments: see :class:`RecordingSampler`.
 
     A draw: ``PairIndex(reference (N,), positive (N, 1), negative (M,))``.
     """
@@ -182,11 +193,12 @@ class ContinuousBehaviourSampler(RecordingSampler):
         left_context: int = 0,
         right_context: int = 0,
         num_negatives: int | None = None,
+        segments: ArrayLike | None = None,
     ):
         continuous = as_continuous("continuous", continuous)
-        super().__init__(continuous.shape[0], left_context, right_context, num_negatives)
+        super().__init__(continuous.shape[0], left_context, right_context, num_negatives, segments)
         self.continuous = continuous
-        self.targets = BehaviourTargets(continuous, mode, delta, time_delta)
+        self.targets = BehaviourTargets(continuous, mode, delta, time_delta, self.segment_lengths)
         self._index = NearestTimeIndex(continuous, self.valid)
 
     def positives_for(self, reference: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -205,7 +217,7 @@ class DiscreteBehaviourSampler(RecordingSampler):
 
     Args:
         discrete: ``(T,)`` integer labels.
-        left_context, right_context, num_negatives: see :class:`RecordingSampler`.
+        left_context, right_context, num_negatives, segments: see :class:`RecordingSampler`.
         allow_singletons: accept a label held by a single valid time point
             (its positive is itself); refused by default.
     """
@@ -217,12 +229,13 @@ class DiscreteBehaviourSampler(RecordingSampler):
         right_context: int = 0,
         num_negatives: int | None = None,
         allow_singletons: bool = False,
+        segments: ArrayLike | None = None,
     ):
         discrete = as_discrete("discrete", discrete)
-        super().__init__(discrete.shape[0], left_context, right_context, num_negatives)
+        super().__init__(discrete.shape[0], left_context, right_context, num_negatives, segments)
         self.discrete = discrete
         try:
-            valid_labels = discrete[self.valid.start : self.valid.stop]
+            valid_labels = discrete[self.valid.as_tensor()]
             self._same_class = SameClassSampler(valid_labels, allow_singletons=allow_singletons)
         except ValueError as error:
             raise ValueError(
@@ -231,8 +244,7 @@ class DiscreteBehaviourSampler(RecordingSampler):
 
     def positives_for(self, reference: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """``(N, 1)``: a uniformly random other valid time point of each reference's label."""
-        start = self.valid.start
-        return start + self._same_class.positives_for(reference - start, generator)
+        return self.valid.at(self._same_class.positives_for(self.valid.rank(reference), generator))
 
     def labels_of(self, reference: torch.Tensor) -> torch.Tensor:
         """The references' discrete labels."""
@@ -253,7 +265,7 @@ class MixedBehaviourSampler(RecordingSampler):
         discrete: ``(T,)`` integer labels.
         continuous: ``(T, k)`` (or ``(T,)``) continuous variables.
         mode, delta, time_delta: the target, see :class:`BehaviourTargets`.
-        left_context, right_context, num_negatives: see :class:`RecordingSampler`.
+        left_context, right_context, num_negatives, segments: see :class:`RecordingSampler`.
     """
 
     def __init__(
@@ -266,15 +278,16 @@ class MixedBehaviourSampler(RecordingSampler):
         left_context: int = 0,
         right_context: int = 0,
         num_negatives: int | None = None,
+        segments: ArrayLike | None = None,
     ):
         discrete = as_discrete("discrete", discrete)
         continuous = as_continuous("continuous", continuous, discrete.shape[0])
-        super().__init__(discrete.shape[0], left_context, right_context, num_negatives)
+        super().__init__(discrete.shape[0], left_context, right_context, num_negatives, segments)
         self.discrete = discrete
         self.continuous = continuous
-        self.targets = BehaviourTargets(continuous, mode, delta, time_delta)
+        self.targets = BehaviourTargets(continuous, mode, delta, time_delta, self.segment_lengths)
         classes, self._class_of = torch.unique(discrete, return_inverse=True)
-        valid_times = torch.arange(self.valid.start, self.valid.stop)
+        valid_times = self.valid.as_tensor()
         valid_class = self._class_of[valid_times]
         order = torch.argsort(valid_class, stable=True)
         counts = torch.bincount(valid_class, minlength=classes.numel()).tolist()
@@ -312,7 +325,8 @@ class HybridSampler(RecordingSampler):
     Args:
         behaviour: a :class:`ContinuousBehaviourSampler`,
             :class:`DiscreteBehaviourSampler` or :class:`MixedBehaviourSampler`;
-            its recording length, context margins and ``num_negatives`` are used.
+            its recording length, context margins, ``num_negatives`` and
+            ``segments`` are used (the time positive stays in the reference's segment).
         time_offset: Δ of the time positives (int or ``(low, high)``).
 
     A draw: ``PairIndex(reference (N,), positive (N, 2), negative (M,), labels)``.
@@ -329,11 +343,10 @@ class HybridSampler(RecordingSampler):
                 "behaviour must be a ContinuousBehaviourSampler, DiscreteBehaviourSampler or MixedBehaviourSampler, "
                 f"got {type(behaviour).__name__}"
             )
-        super().__init__(behaviour.num_items, behaviour.left_context, behaviour.right_context, behaviour.num_negatives)
+        margins = (behaviour.left_context, behaviour.right_context, behaviour.num_negatives)
+        super().__init__(behaviour.num_items, *margins, segments=behaviour.segments)
         self.behaviour = behaviour
-        self.time = TimeContrastiveSampler(
-            behaviour.num_items, time_offset, behaviour.left_context, behaviour.right_context, behaviour.num_negatives
-        )
+        self.time = TimeContrastiveSampler(behaviour.num_items, time_offset, *margins, segments=behaviour.segments)
         self.reference_times = self.time.reference_times
 
     def positives_for(self, reference: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -8,7 +8,9 @@ takes). For a recording in memory the windows are indexed from a strided view
 one gather and no Python loop over it. For a recording on disk
 (:class:`~contrastive_seq.data.hdf5.HDF5TimeSeries`) the rows of all of a
 batch's windows are gathered, deduplicated and sorted, read in one call, and
-mapped back: only the rows the batch needs are ever read.
+mapped back: only the rows the batch needs are ever read. For a recording
+with segment ids (``Recording.segments``), a window that crosses a segment
+boundary is an error: the sampler must be given the same segments.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from contrastive_seq.data.recording import MultiSessionRecording, Recording, RowReader
+from contrastive_seq.data.recording import MultiSessionRecording, Recording, RowReader, segment_of
 from contrastive_seq.sampling.base import PairIndex
 from contrastive_seq.sampling.time import check_context
 from contrastive_seq.views.base import Views
@@ -66,6 +68,22 @@ def check_times(name: str, times: torch.Tensor, length: int, left_context: int, 
         )
 
 
+def check_within_segments(name: str, times: torch.Tensor, recording: Recording, left_context: int, right_context: int) -> None:
+    """Require the window of every time point (already inside the recording) to lie in one segment."""
+    if recording.segments is None or times.numel() == 0:
+        return
+    stops = recording.segment_bounds[1]
+    first, last = segment_of(stops, times - left_context), segment_of(stops, times + right_context)
+    crossing = (first != last).nonzero()
+    if crossing.numel():
+        t = int(times[tuple(crossing[0])])
+        raise ValueError(
+            f"{name} holds time point {t}, whose window {t - left_context}..{t + right_context} crosses a segment "
+            f"boundary of recording {recording.name!r} ({crossing.shape[0]} such windows); give the sampler "
+            "segments=recording.segments"
+        )
+
+
 class _WindowViewsBase(Views):
     def __init__(self, left_context: int = 0, right_context: int = 0):
         self.left_context, self.right_context = check_context(left_context, right_context)
@@ -95,7 +113,7 @@ class WindowViews(_WindowViewsBase):
     (no ``"negative"`` when ``pairs.negative`` is ``None``). All windows of a
     batch come from one gather (one read for a recording on disk); the
     generator is unused (windows are deterministic). Indices whose window
-    leaves the recording are an error.
+    leaves the recording, or crosses one of its segment boundaries, are an error.
 
     Args:
         left_context, right_context: the encoder's margins; W = left + right + 1.
@@ -111,6 +129,7 @@ class WindowViews(_WindowViewsBase):
             groups["negative"] = pairs.negative
         for name, times in groups.items():
             check_times(f"pairs.{name}", times, len(dataset), self.left_context, self.right_context)
+            check_within_segments(f"pairs.{name}", times, dataset, self.left_context, self.right_context)
         windows = gather_window_groups(dataset.neural, list(groups.values()), self.left_context, self.right_context)
         batch = dict(zip(groups, windows))
         batch["index"] = pairs.reference
@@ -199,5 +218,6 @@ class MultiSessionWindowViews(_WindowViewsBase):
                 mixed = block_session.unique().tolist()
                 raise ValueError(f"{name} block {s} mixes sessions {mixed}; a block must lie in one")
             check_times(f"{name} block {s}", block_time, len(dataset[first]), self.left_context, self.right_context)
+            check_within_segments(f"{name} block {s}", block_time, dataset[first], self.left_context, self.right_context)
             blocks.append((first, block_time))
         return blocks
