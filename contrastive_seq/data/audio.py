@@ -36,23 +36,37 @@ SPEECH_FORMAT = "contrastive_seq.speech"
 SPEECH_FORMAT_VERSION = 1
 
 
-def read_audio(path: str | os.PathLike, sample_rate: int | None = None, resample: bool = False) -> torch.Tensor:
-    """Read a WAV/FLAC file with soundfile as mono float32 ``(time,)`` in [-1, 1].
+def read_audio(
+    path: str | os.PathLike,
+    sample_rate: int | None = None,
+    resample: bool = False,
+    start: int = 0,
+    stop: int | None = None,
+) -> torch.Tensor:
+    """Read a WAV / FLAC / OGG file with soundfile as mono float32 ``(time,)`` in [-1, 1].
 
     Args:
         path: the audio file.
         sample_rate: the rate the caller expects; ``None`` accepts the file's rate.
         resample: convert a file of another rate to ``sample_rate`` (torchaudio's
             band-limited sinc resampling) instead of raising.
+        start, stop: the frames to read, at the file's own rate (default: all).
 
     Multichannel files are averaged to mono.
 
     Raises:
-        ValueError naming the file: no samples, NaN or infinite samples, or a
-        rate other than ``sample_rate`` when ``resample`` is False.
+        FileNotFoundError naming a missing file; ValueError naming the file:
+        unreadable (soundfile's reason given), no samples, NaN or infinite
+        samples, or a rate other than ``sample_rate`` when ``resample`` is False.
     """
     path = Path(path)
-    data, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    if not path.is_file():
+        what = "is a directory, not an audio file" if path.is_dir() else "does not exist"
+        raise FileNotFoundError(f"audio file {path} {what}")
+    try:
+        data, file_rate = soundfile.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
+        raise ValueError(f"audio file {path} cannot be read (damaged or not WAV / FLAC / OGG): {error}") from error
     if data.size == 0:
         raise ValueError(f"audio file {path} is empty (no samples)")
     if not np.isfinite(data).all():
@@ -119,7 +133,70 @@ def check_waveform(name: str, waveform: object) -> torch.Tensor:
     return waveform
 
 
-class SequenceDataset:
+class IndexedSequences:
+    """Variable-length sequences numbered by one flat index: what the crop samplers and views read.
+
+    Index ``offsets[i] + t`` is time ``t`` of sequence ``i``. Subclasses hold
+    the values (in memory, :class:`SequenceDataset`; on disk,
+    :class:`~contrastive_seq.data.audio_folder.AudioFiles`) and implement
+    :meth:`sequence`, :meth:`crops` and :meth:`subset`.
+
+    Attributes:
+        lengths: ``(n,)`` int64.
+        offsets: ``(n + 1,)`` int64.
+        speakers: ``(n,)`` int64 or ``None``.
+        names: the sequences' names (file paths, utterance ids), used in errors.
+    """
+
+    lengths: torch.Tensor
+    offsets: torch.Tensor
+    speakers: torch.Tensor | None
+    names: list[str]
+
+    def _set_index(self, lengths: torch.Tensor, speakers: torch.Tensor | Sequence[int] | None) -> None:
+        self.lengths = lengths
+        self.offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
+        self.speakers = None
+        if speakers is not None:
+            speakers = torch.as_tensor(speakers)
+            if speakers.shape != (len(lengths),) or speakers.dtype.is_floating_point:
+                raise ValueError(
+                    f"speakers must be ({len(lengths)},) integers, got {tuple(speakers.shape)} {speakers.dtype}"
+                )
+            self.speakers = speakers.long()
+
+    def __len__(self) -> int:
+        return self.lengths.shape[0]
+
+    @property
+    def num_channels(self) -> int:
+        """Channels C of every sequence."""
+        raise NotImplementedError
+
+    def sequence(self, i: int) -> torch.Tensor:
+        """Sequence ``i`` as ``(time, channels)``."""
+        raise NotImplementedError
+
+    def crops(self, starts: torch.Tensor, length: int) -> torch.Tensor:
+        """``(N,)`` flat start indices -> ``(N, length, channels)`` crops."""
+        raise NotImplementedError
+
+    def subset(self, indices: Sequence[int]) -> IndexedSequences:
+        """The sequences at ``indices`` (with their speakers and names) as a new dataset of the same kind."""
+        raise NotImplementedError
+
+    def check_min_length(self, min_length: int, what: str) -> None:
+        """Raise naming the first sequence shorter than ``min_length`` (``what`` says why it is needed)."""
+        short = torch.nonzero(self.lengths < min_length).flatten()
+        if len(short):
+            i = int(short[0])
+            raise ValueError(
+                f"{self.names[i]} has {int(self.lengths[i])} time points, fewer than {min_length} = {what} "
+                f"({len(short)} of {len(self)} sequences are too short)"
+            )
+
+
+class SequenceDataset(IndexedSequences):
     """Variable-length sequences ``(time_i, channels)`` held as one flat tensor with offsets.
 
     Args:
@@ -161,26 +238,14 @@ class SequenceDataset:
             columns.append(sequence.float())
         if len({c.shape[1] for c in columns}) != 1:
             raise ValueError(f"sequences must share their channel count, got {sorted({c.shape[1] for c in columns})}")
-        self.lengths = torch.tensor([c.shape[0] for c in columns], dtype=torch.long)
-        self.offsets = torch.cat([torch.zeros(1, dtype=torch.long), self.lengths.cumsum(0)])
+        self._set_index(torch.tensor([c.shape[0] for c in columns], dtype=torch.long), speakers)
         self.values = torch.cat(columns)
-        self.speakers = None
-        if speakers is not None:
-            speakers = torch.as_tensor(speakers)
-            if speakers.shape != (len(columns),) or speakers.dtype.is_floating_point:
-                raise ValueError(
-                    f"speakers must be ({len(columns)},) integers, got {tuple(speakers.shape)} {speakers.dtype}"
-                )
-            self.speakers = speakers.long()
 
     @classmethod
     def from_recordings(cls, recordings: Sequence[object]) -> SequenceDataset:
         """One sequence ``(time, channels)`` per in-memory :class:`~contrastive_seq.data.recording.Recording`
         (session), its speaker label being the session's position and its name the session's name."""
         return cls([r.neural for r in recordings], torch.arange(len(recordings)), [r.name for r in recordings])
-
-    def __len__(self) -> int:
-        return self.lengths.shape[0]
 
     @property
     def num_channels(self) -> int:
@@ -200,16 +265,6 @@ class SequenceDataset:
         indices = list(indices)
         speakers = None if self.speakers is None else self.speakers[indices]
         return SequenceDataset([self.sequence(i) for i in indices], speakers, [self.names[i] for i in indices])
-
-    def check_min_length(self, min_length: int, what: str) -> None:
-        """Raise naming the first sequence shorter than ``min_length`` (``what`` says why it is needed)."""
-        short = torch.nonzero(self.lengths < min_length).flatten()
-        if len(short):
-            i = int(short[0])
-            raise ValueError(
-                f"{self.names[i]} has {int(self.lengths[i])} time points, fewer than {min_length} = {what} "
-                f"({len(short)} of {len(self)} sequences are too short)"
-            )
 
 
 @dataclass
@@ -232,13 +287,14 @@ class SpeechCorpus:
     """A speech corpus in memory: waveforms with speakers, phone segments and names.
 
     Attributes:
-        audio: :class:`SequenceDataset` of mono waveforms (channels = 1), speakers set.
+        audio: mono waveforms (channels = 1), speakers set: a :class:`SequenceDataset` in
+            memory, or :class:`~contrastive_seq.data.audio_folder.AudioFiles` read from disk.
         sample_rate: Hz.
         phones: one :class:`PhoneSegments` per utterance (empty list without labels).
         phone_names, speaker_names: the label vocabularies.
     """
 
-    audio: SequenceDataset
+    audio: IndexedSequences
     sample_rate: int
     phones: list[PhoneSegments]
     phone_names: list[str]

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import torch
 
-from contrastive_seq.data.audio import SequenceDataset
+from contrastive_seq.data.audio import IndexedSequences
 from contrastive_seq.sampling.base import PairIndex
 from contrastive_seq.views.base import Views
 
 
 class CropViews(Views):
-    """Cut ``crop_length`` time points from each reference start of a :class:`SequenceDataset`.
+    """Cut ``crop_length`` time points from each reference start of a sequence dataset.
+
+    The dataset is an :class:`~contrastive_seq.data.audio.IndexedSequences`: a
+    :class:`~contrastive_seq.data.audio.SequenceDataset` in memory, or
+    :class:`~contrastive_seq.data.audio_folder.AudioFiles`, whose crops are read
+    from disk (in the DataLoader workers, where the views run).
 
     Returns ``{"crops": (N, crop_length, channels), "index": (N,), "seed": ()}``
     plus ``"labels": (N,)`` (speaker / session) when the sampler gave labels.
@@ -24,10 +29,10 @@ class CropViews(Views):
         self.crop_length = crop_length
 
     def __call__(  # noqa: D102
-        self, dataset: SequenceDataset, pairs: PairIndex, generator: torch.Generator
+        self, dataset: IndexedSequences, pairs: PairIndex, generator: torch.Generator
     ) -> dict[str, torch.Tensor]:
-        if not isinstance(dataset, SequenceDataset):
-            raise TypeError(f"dataset must be a SequenceDataset, got {type(dataset).__name__}")
+        if not isinstance(dataset, IndexedSequences):
+            raise TypeError(f"dataset must be a SequenceDataset or AudioFiles, got {type(dataset).__name__}")
         batch = {
             "crops": dataset.crops(pairs.reference, self.crop_length),
             "index": pairs.reference,
