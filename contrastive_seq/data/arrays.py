@@ -5,6 +5,15 @@ from __future__ import annotations
 import torch
 
 
+def random_split(n: int, fraction: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of a seeded random split of ``n`` samples: ``(first, second)``, the second ``max(1, round(fraction * n))`` long."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must lie in (0, 1), got {fraction}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    cut = n - max(1, round(fraction * n))
+    return order[:cut], order[cut:]
+
+
 class ArrayDataset:
     """Samples held in one tensor, indexed by index tensors.
 
@@ -36,11 +45,7 @@ class ArrayDataset:
         return self.inputs[index]
 
     def split(self, fraction: float, seed: int = 0) -> tuple[ArrayDataset, ArrayDataset]:
-        """A seeded random split into ``(1 - fraction, fraction)`` parts."""
-        if not 0 < fraction < 1:
-            raise ValueError(f"fraction must lie in (0, 1), got {fraction}")
-        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
-        cut = len(self) - max(1, round(fraction * len(self)))
-        first, second = order[:cut], order[cut:]
+        """A seeded random split into ``(1 - fraction, fraction)`` parts (see :func:`random_split`)."""
+        first, second = random_split(len(self), fraction, seed)
         pick = (lambda rows: None) if self.labels is None else (lambda rows: self.labels[rows])
         return ArrayDataset(self.inputs[first], pick(first)), ArrayDataset(self.inputs[second], pick(second))
