@@ -169,34 +169,93 @@ class ImageTextDataset:
         return self.subset(image_order[:cut]), self.subset(image_order[cut:])
 
 
-def read_pairs_table(path: str | Path, image_key: str = "image", caption_key: str = "caption") -> list[dict[str, str]]:
-    """Rows of a CSV file (with a header) or a JSON-lines file (``.jsonl``), each with an image path and a caption.
+def table_separator(path: Path, separator: str | None) -> str:
+    """The field separator of a CSV / TSV table: ``separator`` if given, else a tab for ``.tsv`` / ``.tab``, else a comma."""
+    if separator is None:
+        return "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    if not isinstance(separator, str) or len(separator) != 1:
+        raise ValueError(f"separator must be one character (',' or '\\t'), got {separator!r}")
+    return separator
 
-    Other columns (for example ``label``) are kept.
+
+def read_pairs_table(
+    path: str | Path,
+    image_key: str = "image",
+    caption_key: str = "caption",
+    separator: str | None = None,
+    on_empty_caption: str = "error",
+) -> list[dict[str, str]]:
+    """Rows of a CSV / TSV file (with a header) or a JSON-lines file (``.jsonl``), each with an image path and a caption.
+
+    Other columns (for example ``label``) are kept. Rows are numbered from 1,
+    the first row after a CSV header being row 1.
+
+    Args:
+        path: the table.
+        image_key, caption_key: the columns of the image path and the caption
+            (open_clip's ``--csv-img-key`` / ``--csv-caption-key``; its own TSVs use ``filepath`` / ``title``).
+        separator: the CSV field separator (open_clip's ``--csv-separator``);
+            default a tab for ``.tsv``, else a comma.
+        on_empty_caption: ``"error"``: a row whose caption is empty (or blank) raises naming it;
+            ``"skip"``: such rows are dropped with one warning counting them.
 
     Raises:
-        FileNotFoundError: naming ``path``.
-        ValueError: naming the file and row, for a row without ``image_key`` or ``caption_key``.
+        FileNotFoundError: naming ``path``; IsADirectoryError when it is a folder.
+        ValueError: naming the file, for a missing column (listing those it has), and naming the row,
+            for a row without an image path or with an empty caption.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; an image-caption table (.csv, .tsv, .jsonl) is expected")
     if not path.is_file():
         raise FileNotFoundError(f"image-caption file {path} does not exist")
+    if on_empty_caption not in MISSING_POLICIES:
+        raise ValueError(f"on_empty_caption must be one of {MISSING_POLICIES}, got {on_empty_caption!r}")
     if path.suffix in (".jsonl", ".ndjson"):
         with path.open(encoding="utf-8") as file:
-            rows = [json.loads(line) for line in file if line.strip()]
+            rows = []
+            for number, line in enumerate((line for line in file if line.strip()), start=1):
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{path} row {number} is not valid JSON: {error}") from None
+        columns = sorted({key for row in rows if isinstance(row, dict) for key in row})
     else:
         with path.open(newline="", encoding="utf-8") as file:
-            rows = list(csv.DictReader(file))
+            reader = csv.DictReader(file, delimiter=table_separator(path, separator))
+            rows = list(reader)
+            columns = list(reader.fieldnames or [])
+    for key, argument in ((image_key, "image_key"), (caption_key, "caption_key")):
+        if key not in columns:
+            raise ValueError(f"{path} has no column {key!r}; its columns are {columns}; pass {argument}=<column>")
+    empty = []
     for number, row in enumerate(rows, start=1):
-        if not isinstance(row, dict) or not row.get(image_key) or not isinstance(row.get(caption_key), str):
-            raise ValueError(f"{path} row {number} must have a non-empty {image_key!r} and a {caption_key!r} text, got {row}")
+        if not isinstance(row, dict) or not row.get(image_key):
+            raise ValueError(f"{path} row {number} must have a non-empty {image_key!r}, got {row}")
+        caption = row.get(caption_key)
+        if not isinstance(caption, str) or not caption.strip():
+            empty.append(number)
+    if empty:
+        message = f"{len(empty)} of {len(rows)} rows of {path} have an empty {caption_key!r} (first: row {empty[0]})"
+        if on_empty_caption == "error":
+            raise ValueError(message + "; fill them or pass on_empty_caption='skip'")
+        warnings.warn(message + "; they are skipped", stacklevel=2)
+        dropped = set(empty)
+        rows = [row for number, row in enumerate(rows, start=1) if number not in dropped]
     return rows
 
 
 def read_image(path: str | Path, size: int) -> torch.Tensor:
-    """One image file as ``(3, size, size)`` uint8 RGB; transparency is composited over white."""
-    with Image.open(path) as image:
-        rgba = image.convert("RGBA")
+    """One image file as ``(3, size, size)`` uint8 RGB; transparency is composited over white.
+
+    Raises:
+        ValueError naming the file when it cannot be decoded.
+    """
+    try:
+        with Image.open(path) as image:
+            rgba = image.convert("RGBA")
+    except (OSError, ValueError, SyntaxError) as error:  # PIL's errors for damaged or unknown files
+        raise ValueError(f"image file {path} cannot be decoded: {error}") from error
     background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
     rgb = Image.alpha_composite(background, rgba).convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
     return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1)
@@ -210,23 +269,29 @@ def load_image_text_file(
     caption_key: str = "caption",
     label_key: str | None = "label",
     group_key: str | None = "group",
+    separator: str | None = None,
+    on_empty_caption: str = "error",
 ) -> ImageTextDataset:
-    """An :class:`ImageTextDataset` from a CSV / JSON-lines table of (image path, caption) rows.
+    """An :class:`ImageTextDataset` from a CSV / TSV / JSON-lines table of (image path, caption) rows.
 
     Rows that name the same image give it several captions. Relative image
     paths are resolved against the table's folder. Every path is checked
-    before any image is read.
+    before any image is read. open_clip's TSV loads with
+    ``image_key="filepath", caption_key="title"``.
 
     Args:
-        path: the ``.csv`` or ``.jsonl`` file.
+        path: the ``.csv``, ``.tsv`` or ``.jsonl`` file.
         image_size: images are resized to ``(image_size, image_size)``.
         on_missing: ``"error"``: a missing image file raises
             ``FileNotFoundError`` naming it (and how many are missing);
             ``"skip"``: its rows are dropped with one warning that counts them.
         image_key, caption_key: the columns holding the image path and the caption.
         label_key: an optional column with each image's class name (``None``: no labels).
+            When the table lacks it, or some rows leave it empty, a warning says
+            that zero-shot classification is not available.
         group_key: an optional column with each image's group (see
             :class:`ImageTextDataset`; ``None``: no groups).
+        separator, on_empty_caption: see :func:`read_pairs_table`.
 
     Raises:
         FileNotFoundError: a missing table or image file (with ``on_missing="error"``).
@@ -237,7 +302,7 @@ def load_image_text_file(
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise ValueError(f"image_size must be a positive int, got {image_size!r}")
     path = Path(path)
-    rows = read_pairs_table(path, image_key, caption_key)
+    rows = read_pairs_table(path, image_key, caption_key, separator, on_empty_caption)
     resolved = [(path.parent / row[image_key]) for row in rows]
     missing = sorted({str(p) for p in resolved if not p.is_file()})
     if missing and on_missing == "error":
@@ -256,6 +321,14 @@ def load_image_text_file(
     caption_image = [image_of_path.setdefault(p, len(image_of_path)) for p in resolved]
     labels, class_names, groups = None, None, None
     label_of_image = per_image_column(path, rows, caption_image, image_key, label_key)
+    if label_of_image is None and label_key is not None:
+        unlabelled = sum(row.get(label_key) in (None, "") for row in rows)
+        warnings.warn(
+            f"{path}: {unlabelled} of {len(rows)} rows have no {label_key!r} value, so the images carry no class "
+            "labels and zero-shot classification is not available (retrieval still is); pass label_key=None "
+            "to say the table has none",
+            stacklevel=2,
+        )
     if label_of_image is not None:
         class_names = sorted(set(label_of_image))
         labels = torch.tensor([class_names.index(label) for label in label_of_image])
