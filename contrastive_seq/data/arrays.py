@@ -6,7 +6,10 @@ import torch
 
 
 def random_split(n: int, fraction: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices of a seeded random split of ``n`` samples: ``(first, second)``, the second ``max(1, round(fraction * n))`` long."""
+    """Indices of a seeded random split of ``n`` samples: ``(first, second)``.
+
+    The second part holds ``max(1, round(fraction * n))`` samples.
+    """
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must lie in (0, 1), got {fraction}")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))

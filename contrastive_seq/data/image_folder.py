@@ -74,7 +74,8 @@ class ImageFiles:
         if labels is not None:
             labels = torch.as_tensor(labels)
             if labels.shape != (len(self.paths),) or labels.dtype.is_floating_point:
-                raise ValueError(f"labels must be ({len(self.paths)},) integers, got {labels.dtype} {tuple(labels.shape)}")
+                shape = tuple(labels.shape)
+                raise ValueError(f"labels must be ({len(self.paths)},) integers, got {labels.dtype} {shape}")
             labels = labels.long()
         self.image_size = image_size
         self.channels = channels
@@ -207,7 +208,7 @@ def load_images(
 
 
 def load_image_folder(root: str | Path, image_size: int, channels: int = 3) -> tuple[ArrayDataset, list[str]]:
-    """All images under ``root/<class>/`` decoded into memory: ``(n, channels, image_size, image_size)`` float32 in [0, 1].
+    """All images under ``root/<class>/`` decoded into memory: ``(n, channels, size, size)`` float32 in [0, 1].
 
     The in-memory form of :func:`load_images` with ``labels="folders"``, for
     data small enough to hold whole; errors as there.

@@ -100,8 +100,11 @@ def _build(
     length = neural.shape[0]
     parts = [as_continuous(where(key), _numeric(where(key), read(key)), length) for key in continuous]
     joined = None if not parts else np.concatenate([part.numpy() for part in parts], axis=1)
-    labels = None if discrete is None else as_discrete(where(discrete), whole_numbers(where(discrete), read(discrete)), length)
-    ids = None if segments is None else as_discrete(where(segments), segment_ids(where(segments), read(segments)), length)
+    labels = ids = None
+    if discrete is not None:
+        labels = as_discrete(where(discrete), whole_numbers(where(discrete), read(discrete)), length)
+    if segments is not None:
+        ids = as_discrete(where(segments), segment_ids(where(segments), read(segments)), length)
     return Recording(neural, joined, labels, name=name, segments=ids)
 
 
@@ -311,7 +314,9 @@ def _load_hdf5(
         else:
             _check_finite_on_disk(where, data)
             values = HDF5TimeSeries(path, data.name)
-        return _build(lambda key: f"{path}:{key}", lambda key: dataset(key)[()], values, continuous, discrete, segments, name)
+        return _build(
+            lambda key: f"{path}:{key}", lambda key: dataset(key)[()], values, continuous, discrete, segments, name
+        )
 
 
 def _load_library_layout(
@@ -335,7 +340,9 @@ def _load_library_layout(
                 f"'discrete'; {argument}={value if len(value) > 1 else value[0]!r} must be {member!r}"
             )
     if segments is not None:
-        raise ValueError(f"{path} is in the library's recordings layout, which stores no segments; segments must be None")
+        raise ValueError(
+            f"{path} is in the library's recordings layout, which stores no segments; segments must be None"
+        )
     recording = load_recording(path, session, in_memory=in_memory)
     if continuous and recording.continuous is None:
         raise ValueError(f"{path}: session {recording.name!r} has no 'continuous' dataset")

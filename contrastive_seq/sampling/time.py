@@ -254,8 +254,9 @@ class TimeContrastiveSampler(RecordingSampler):
         reference_times = self.valid.shortened(high)
         if reference_times is None:
             where = "valid time points" if self.segments is None else "valid time points of the longest segment"
+            longest = int((self.valid.stops - self.valid.starts).max())
             raise ValueError(
-                f"time_offset={time_offset!r} leaves no reference: the {int((self.valid.stops - self.valid.starts).max())} "
+                f"time_offset={time_offset!r} leaves no reference: the {longest} "
                 f"{where} (T={num_timepoints}, left_context={left_context}, right_context={right_context}) "
                 f"must exceed the largest offset {high}"
             )

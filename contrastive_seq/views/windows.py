@@ -68,7 +68,9 @@ def check_times(name: str, times: torch.Tensor, length: int, left_context: int, 
         )
 
 
-def check_within_segments(name: str, times: torch.Tensor, recording: Recording, left_context: int, right_context: int) -> None:
+def check_within_segments(
+    name: str, times: torch.Tensor, recording: Recording, left_context: int, right_context: int
+) -> None:
     """Require the window of every time point (already inside the recording) to lie in one segment."""
     if recording.segments is None or times.numel() == 0:
         return
@@ -218,6 +220,8 @@ class MultiSessionWindowViews(_WindowViewsBase):
                 mixed = block_session.unique().tolist()
                 raise ValueError(f"{name} block {s} mixes sessions {mixed}; a block must lie in one")
             check_times(f"{name} block {s}", block_time, len(dataset[first]), self.left_context, self.right_context)
-            check_within_segments(f"{name} block {s}", block_time, dataset[first], self.left_context, self.right_context)
+            check_within_segments(
+                f"{name} block {s}", block_time, dataset[first], self.left_context, self.right_context
+            )
             blocks.append((first, block_time))
         return blocks
