@@ -19,6 +19,7 @@ Speech corpus layout in HDF5 (format ``contrastive_seq.speech``, version 1)::
 
 from __future__ import annotations
 
+import abc
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -133,7 +134,7 @@ def check_waveform(name: str, waveform: object) -> torch.Tensor:
     return waveform
 
 
-class IndexedSequences:
+class IndexedSequences(abc.ABC):
     """Variable-length sequences numbered by one flat index: what the crop samplers and views read.
 
     Index ``offsets[i] + t`` is time ``t`` of sequence ``i``. Subclasses hold
@@ -169,21 +170,21 @@ class IndexedSequences:
         return self.lengths.shape[0]
 
     @property
+    @abc.abstractmethod
     def num_channels(self) -> int:
         """Channels C of every sequence."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def sequence(self, i: int) -> torch.Tensor:
         """Sequence ``i`` as ``(time, channels)``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def crops(self, starts: torch.Tensor, length: int) -> torch.Tensor:
         """``(N,)`` flat start indices -> ``(N, length, channels)`` crops."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def subset(self, indices: Sequence[int]) -> IndexedSequences:
         """The sequences at ``indices`` (with their speakers and names) as a new dataset of the same kind."""
-        raise NotImplementedError
 
     def check_min_length(self, min_length: int, what: str) -> None:
         """Raise naming the first sequence shorter than ``min_length`` (``what`` says why it is needed)."""
