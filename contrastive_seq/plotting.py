@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib import colormaps
+from matplotlib.colors import ListedColormap
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -102,7 +103,10 @@ def plot_embedding(
         classes = np.unique(values)
         if class_names is not None and not all(float(c).is_integer() and 0 <= c < len(class_names) for c in classes):
             raise ValueError(f"class_names must name every class value 0..{len(class_names) - 1}, got values {classes}")
-        colours = colormaps[cmap or "tab10"].resampled(len(classes))(range(len(classes)))
+        palette = colormaps[cmap or "tab10"]
+        if not (isinstance(palette, ListedColormap) and palette.N >= len(classes)):
+            palette = palette.resampled(len(classes))  # a qualitative map keeps its first, most distinct colours
+        colours = palette(range(len(classes)))
         for cls, colour in zip(classes, colours):
             chosen = values == cls
             name = str(cls) if class_names is None else class_names[int(cls)]

@@ -48,11 +48,17 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None, resample
     Multichannel files are averaged to mono.
 
     Raises:
-        ValueError naming the file: no samples, NaN or infinite samples, or a
-        rate other than ``sample_rate`` when ``resample`` is False.
+        FileNotFoundError naming the file when it is missing (or a directory).
+        ValueError naming the file: unreadable, no samples, NaN or infinite
+        samples, or a rate other than ``sample_rate`` when ``resample`` is False.
     """
     path = Path(path)
-    data, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    if not path.is_file():
+        raise FileNotFoundError(f"audio file {path} does not exist" + (" (it is a directory)" if path.is_dir() else ""))
+    try:
+        data, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except soundfile.LibsndfileError as error:
+        raise ValueError(f"audio file {path} cannot be read: {error}") from error
     if data.size == 0:
         raise ValueError(f"audio file {path} is empty (no samples)")
     if not np.isfinite(data).all():

@@ -27,6 +27,7 @@ from contrastive_seq.experiments.sections import (
     MethodConfig,
     MissingLabels,
     ViewsConfig,
+    as_float_tensor,
     require_section,
 )
 
@@ -108,7 +109,7 @@ class CPCWaveformEncoderConfig(EncoderConfig):
     def embed(self, encoder: nn.Module, inputs: Any, batch_size: int) -> Iterator[np.ndarray]:
         """The frames ``(frames, hidden_dim)`` of one waveform ``(time,)``, in one pass."""
         device = next(encoder.parameters()).device
-        waveform = torch.as_tensor(np.asarray(inputs), dtype=torch.float32, device=device).reshape(1, -1, 1)
+        waveform = as_float_tensor(inputs).to(device).reshape(1, -1, 1)
         with torch.no_grad():
             yield encoder(waveform)[0].float().cpu().numpy()
 

@@ -229,9 +229,11 @@ def run_config(run: str | Path, overrides: Sequence[str] = ()) -> ExperimentConf
         mapping = json.loads((run / RESULTS_NAME).read_text())["config"]
     else:
         raise ConfigError(f"run {run} holds neither {CONFIG_NAME} nor {RESULTS_NAME}: is it a train.output_dir?")
-    config = config_from_mapping(apply_overrides(mapping, overrides))
-    config.train.output_dir = str(run)
-    return config
+    mapping = apply_overrides(mapping, overrides)
+    if not isinstance(mapping.get("train"), dict):
+        mapping["train"] = {}
+    mapping["train"]["output_dir"] = str(run)  # where the run is now, wherever it was trained
+    return config_from_mapping(mapping)
 
 
 def load_run(run: str | Path, overrides: Sequence[str] = (), keep_untrained: bool = False) -> tuple[Experiment, Method | None]:

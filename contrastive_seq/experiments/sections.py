@@ -81,8 +81,15 @@ class EncoderConfig(Variants, abc.ABC):
         device = next(encoder.parameters(), torch.empty(0)).device
         with torch.no_grad():
             for start in range(0, len(inputs), batch_size):
-                batch = torch.as_tensor(np.asarray(inputs[start : start + batch_size]), device=device)
-                yield encoder(batch.float()).float().cpu().numpy()
+                batch = as_float_tensor(inputs[start : start + batch_size]).to(device)
+                yield encoder(batch).float().cpu().numpy()
+
+
+def as_float_tensor(values: Any) -> torch.Tensor:
+    """A float32 tensor of a tensor, an array or a lazily read array slice (copied: memory maps are read-only)."""
+    if isinstance(values, torch.Tensor):
+        return values.float()
+    return torch.from_numpy(np.array(values, dtype=np.float32))
 
 
 class MethodConfig(Variants, abc.ABC):

@@ -37,6 +37,7 @@ from contrastive_seq.experiments.sections import (
     MethodConfig,
     MissingLabels,
     ViewsConfig,
+    as_float_tensor,
     require_section,
 )
 from contrastive_seq.models.timeseries import TIME_SERIES_ENCODERS, TimeSeriesEncoder
@@ -200,7 +201,7 @@ class OffsetEncoderConfig(EncoderConfig):
             for start in range(0, len(inputs), batch_size):
                 stop = min(start + batch_size, len(inputs))
                 first, last = max(0, start - left), min(len(inputs), stop + right)
-                window = torch.as_tensor(np.asarray(inputs[first:last]), dtype=torch.float32, device=device)
+                window = as_float_tensor(inputs[first:last]).to(device)
                 rows = encoder.embed_sequence(window)[start - first : start - first + stop - start]
                 yield rows.float().cpu().numpy()
 
