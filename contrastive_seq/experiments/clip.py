@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from contrastive_seq import distributed
 from contrastive_seq.config import ConfigError
 from contrastive_seq.data.fashion_mnist import DEFAULT_ROOT as FASHION_ROOT
 from contrastive_seq.experiments.sections import (
@@ -55,7 +56,7 @@ class _ImageTextData(DataConfig):
     evaluation: ClassVar[str] = "zero_shot"
 
     def samples(self, part: ImageTextDataset) -> torch.Tensor:
-        """The images ``(n, C, H, W)`` of one part (``embed`` embeds them with the image tower)."""
+        """The uint8 images ``(n, C, H, W)`` of one part (``embed`` embeds them with the image tower)."""
         return part.images
 
 
@@ -184,8 +185,15 @@ class CLIPTowersConfig(EncoderConfig):
         return nn.ModuleDict({"image": image, "text": text})
 
     def embed(self, encoder: nn.Module, inputs: Any, batch_size: int) -> Iterator[np.ndarray]:
-        """Image embeddings ``(rows, embed_dim)`` of images ``(n, C, H, W)`` in the layout the run trained on."""
-        return super().embed(encoder["image"], inputs, batch_size)
+        """Image-tower embeddings ``(rows, embed_dim)`` of images ``(n, C, H, W)``: uint8, or floats in [0, 1]."""
+        tower = encoder["image"]
+        device = next(tower.parameters()).device
+        with torch.no_grad():
+            for start in range(0, len(inputs), batch_size):
+                batch = inputs[start : start + batch_size]
+                batch = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.array(batch))
+                images = batch.float() / 255 if batch.dtype == torch.uint8 else batch.float()
+                yield tower(images.to(device)).float().cpu().numpy()
 
 
 @MethodConfig.register("clip")
@@ -267,7 +275,7 @@ class ZeroShotEvaluation(EvaluationConfig):
         require_section(config, "method", CLIPMethodConfig, needed_by="evaluation 'zero_shot'")
         if config.data.relevance == "class" and test.labels is None:
             raise ConfigError("data.relevance='class' needs a dataset with labels")
-        if test.labels is None:
+        if test.labels is None and distributed.rank() == 0:
             print("evaluation 'zero_shot': the held-out images have no class labels, so only retrieval is measured")
         tokens = tokenize_captions(test.captions, experiment.method.text_tower.tokenizer, config.views.long_captions)
         labels = test.labels if config.data.relevance == "class" else None
