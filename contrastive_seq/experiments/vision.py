@@ -8,7 +8,6 @@ Every variant here combines with every other; heavy dependencies
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
