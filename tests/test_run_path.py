@@ -94,6 +94,10 @@ def test_unlabelled_data_trains_and_saves_without_evaluation(tmp_path, capsys):
     assert main(["train", str(DIGITS), *image_overrides(data, tmp_path / "asked")]) == 2
     assert "evaluation 'probes' needs labels" in capsys.readouterr().err
     assert not (tmp_path / "asked" / "checkpoint.pt").exists()
+    # labelled data told not to evaluate: trains and saves only
+    labelled = hdf5_images(tmp_path / "labelled.h5", labels=True)
+    assert main(["train", str(DIGITS), *image_overrides(labelled, tmp_path / "off"), "evaluation={name: none}"]) == 0
+    assert json.loads((tmp_path / "off" / "results.json").read_text())["results"] == {}
 
 
 @pytest.fixture(scope="module")

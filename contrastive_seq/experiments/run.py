@@ -100,7 +100,7 @@ def choose_evaluator(experiment: Experiment) -> Evaluator | None:
     """
     config = experiment.config
     if config.evaluation is not None:
-        return config.evaluation.evaluator(experiment)
+        return config.evaluation.evaluator(experiment)  # None for evaluation.name 'none'
     default = EvaluationConfig.variants[type(config.data).evaluation]()
     try:
         return default.evaluator(experiment)

@@ -137,8 +137,9 @@ class EvaluationConfig(Variants, abc.ABC):
     """What the trained representation is measured by; one registered variant per evaluation."""
 
     @abc.abstractmethod
-    def evaluator(self, experiment: Experiment) -> Evaluator:
-        """The evaluator for ``experiment``; raises :class:`MissingLabels` when the data cannot support it."""
+    def evaluator(self, experiment: Experiment) -> Evaluator | None:
+        """The evaluator for ``experiment`` (``None``: nothing to evaluate); raises :class:`MissingLabels`
+        when the data cannot support it."""
 
 
 @EvaluationConfig.register("none")
@@ -148,8 +149,8 @@ class NoEvaluation(EvaluationConfig):
 
     name: str = "none"
 
-    def evaluator(self, experiment: Experiment) -> Evaluator:
-        raise MissingLabels("evaluation.name is 'none'")
+    def evaluator(self, experiment: Experiment) -> None:
+        return None
 
 
 @dataclass
