@@ -6,6 +6,7 @@ is found too; imports under ``if TYPE_CHECKING:`` are left out.
 """
 
 import ast
+import functools
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "contrastive_seq"
@@ -75,6 +76,7 @@ def imported_modules(source: str, package: str, modules: set[str]) -> set[str]:
     return {name for name in found if name in modules}
 
 
+@functools.cache
 def import_graph() -> dict[str, set[str]]:
     paths = sorted(PACKAGE.rglob("*.py"))
     modules = {module_name(path) for path in paths}
