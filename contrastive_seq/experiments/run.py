@@ -2,8 +2,8 @@
 
 Every domain goes through :func:`run_experiment`; what differs between
 domains lives in their section variants (see :mod:`contrastive_seq.experiments.sections`).
-A run writes into ``train.output_dir``: ``config.yaml`` (the resolved
-config, first), ``checkpoint.pt`` and ``metrics.jsonl`` (the Trainer),
+A run writes into ``train.output_dir``: ``checkpoint.pt`` and
+``metrics.jsonl`` (the Trainer), ``config.yaml`` (the resolved config),
 ``results.json`` (the evaluation table, empty when nothing was evaluated),
 ``loss.png`` and the evaluator's figures. :func:`load_run` rebuilds a run
 from that directory for ``evaluate``, ``export`` and ``embed``.
@@ -178,8 +178,6 @@ def run_experiment(config: ExperimentConfig) -> dict[str, dict[str, float]]:
     evaluator = choose_evaluator(experiment)
     untrained = copy.deepcopy(experiment.method) if evaluator is not None else None
     output = None if config.train.output_dir is None else Path(config.train.output_dir)
-    if output is not None and distributed.rank() == 0:
-        _write_config(config, output)
     trainer = Trainer(
         experiment.method,
         config.train,
@@ -192,6 +190,8 @@ def run_experiment(config: ExperimentConfig) -> dict[str, dict[str, float]]:
     trainer.fit()
     if distributed.rank() != 0:
         return {}
+    if output is not None:  # after fit: a run refused for other settings keeps its own config.yaml
+        _write_config(config, output)
     trained_now = any("loss" in record for record in trainer.history)
     stored = None if trained_now or output is None else _finished_results(output)
     if stored is not None:
