@@ -196,7 +196,7 @@ def run_experiment(config: ExperimentConfig) -> dict[str, dict[str, float]]:
     stored = None if trained_now or output is None else _finished_results(output)
     if stored is not None:
         print(f"the run in {output} is finished (step {trainer.step} of {config.train.max_steps}); "
-              f"its results are in {output / RESULTS_NAME}")
+              f"its results are in {output / RESULTS_NAME} (evaluate it again: contrastive-seq evaluate {output})")
         if stored:
             print(format_table(stored))
         return stored
