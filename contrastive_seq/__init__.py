@@ -4,18 +4,34 @@ Every method is a choice of what to pair (:mod:`contrastive_seq.sampling`), how
 to present it (:mod:`contrastive_seq.views`), what encodes it
 (:mod:`contrastive_seq.models`) and how to score it (:mod:`contrastive_seq.losses`),
 trained by the one :class:`contrastive_seq.training.Trainer`.
+
+The names below are imported on first use, so ``import contrastive_seq``
+(and ``contrastive-seq --help``) loads no heavy dependency.
 """
+
+from importlib import import_module
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "ContrastiveEmbedding": "contrastive_seq.estimator",
+    "export_encoder": "contrastive_seq.export",
+    "load_encoder": "contrastive_seq.export",
+    "load_experiment_config": "contrastive_seq.experiments",
+    "run_experiment": "contrastive_seq.experiments",
+    "evaluate_run": "contrastive_seq.experiments",
+}
+
 
 def __getattr__(name: str) -> object:
-    """Import the estimator on first use, so ``import contrastive_seq`` stays light."""
-    if name == "ContrastiveEmbedding":
-        from contrastive_seq.estimator import ContrastiveEmbedding
-
-        return ContrastiveEmbedding
+    """Import a public name's module on first use."""
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'contrastive_seq' has no attribute {name!r}")
 
 
-__all__ = ["ContrastiveEmbedding"]
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = sorted(_LAZY)

@@ -1,4 +1,10 @@
-"""The ``contrastive-seq`` command line."""
+"""The ``contrastive-seq`` command line: ``train``, ``evaluate``, ``export``, ``embed`` and ``config``.
+
+Only the standard library is imported until a command runs, so ``--help``
+answers at once; a command imports what it needs. Errors about the user's
+input (config, data files, checkpoints) are one line on stderr and exit
+status 2, without a traceback.
+"""
 
 from __future__ import annotations
 
@@ -6,50 +12,139 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-import yaml
+OVERRIDES_HELP = "override config values, e.g. train.max_steps=50"
 
-from contrastive_seq.config import ConfigError, to_mapping
-from contrastive_seq.distributed import leave_process_group
-from contrastive_seq.training.checkpoint import CheckpointError
+
+def _add_overrides(command: argparse.ArgumentParser) -> None:
+    command.add_argument("overrides", nargs="*", metavar="section.key=value", help=OVERRIDES_HELP)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="contrastive-seq",
-        description="Contrastive and self-supervised representation learning: train a method from a YAML config.",
+        description="Contrastive and self-supervised representation learning: train from a YAML config, "
+        "evaluate, export the encoder, embed new data.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, summary in (
-        ("train", "train a method from a config, then probe its representation against baselines"),
-        ("config", "print the resolved config (defaults and overrides applied) without training"),
-    ):
-        command = commands.add_parser(name, help=summary, description=summary)
-        command.add_argument("config", help="YAML file, e.g. configs/simclr_digits.yaml")
-        command.add_argument(
-            "overrides", nargs="*", metavar="section.key=value", help="override config values, e.g. train.max_steps=50"
-        )
+    train = commands.add_parser(
+        "train",
+        help="train from a config; evaluate when the data has labels or the config asks",
+        description="Train from a config, then (when the data has labels or the config has an evaluation "
+        "section) evaluate against baselines. Rerunning a finished run prints where its results are.",
+    )
+    train.add_argument("config", help="YAML file, e.g. configs/simclr_digits.yaml")
+    _add_overrides(train)
+    config = commands.add_parser(
+        "config", help="print the resolved config (defaults and overrides applied) without training"
+    )
+    config.add_argument("config", help="YAML file")
+    _add_overrides(config)
+    evaluate = commands.add_parser("evaluate", help="evaluate a trained run again and rewrite its results.json")
+    evaluate.add_argument("run", help="the run's output directory (train.output_dir)")
+    _add_overrides(evaluate)
+    export = commands.add_parser(
+        "export", help="write a run's encoder with its config to one file (load it with contrastive_seq.load_encoder)"
+    )
+    export.add_argument("run", help="the run's output directory (train.output_dir)")
+    export.add_argument("-o", "--output", required=True, help="the file to write, e.g. encoder.pt")
+    embed = commands.add_parser(
+        "embed",
+        help="embed data with a run's or an exported encoder into .npy or HDF5",
+        description="Embed DATA in batches, reading as it goes: a .npy (memory-mapped) or .npz array in the "
+        "layout the run trained on, or 'train' / 'test': that part of the config's data section "
+        "(overrides such as data.path=... pick other data).",
+    )
+    embed.add_argument("source", help="a run's output directory or an exported encoder file")
+    embed.add_argument("data", help="a .npy / .npz file, or 'train' / 'test'")
+    embed.add_argument("-o", "--output", required=True, help="output .npy, .h5 or .hdf5 (dataset 'embedding')")
+    embed.add_argument("--key", default=None, help="the array of a .npz file holding several")
+    embed.add_argument("--batch-size", type=int, default=1024, help="rows (or time points) per batch (default 1024)")
+    embed.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_overrides(embed)
     return parser
+
+
+def _train(args: argparse.Namespace) -> None:
+    import yaml
+
+    from contrastive_seq.config import to_mapping
+    from contrastive_seq.distributed import leave_process_group
+    from contrastive_seq.experiments import load_experiment_config, run_experiment
+
+    config = load_experiment_config(args.config, args.overrides)
+    if args.command == "config":
+        print(yaml.safe_dump(to_mapping(config), sort_keys=False), end="")
+        return
+    run_experiment(config)
+    leave_process_group()  # under torchrun; nothing on one process
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from contrastive_seq.experiments import evaluate_run
+
+    evaluate_run(args.run, args.overrides)
+
+
+def _export(args: argparse.Namespace) -> None:
+    from contrastive_seq.export import export_encoder
+
+    print(f"wrote the encoder of {args.run} to {export_encoder(args.run, args.output)}")
+
+
+def _embed(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from contrastive_seq.config import ConfigError
+    from contrastive_seq.export import from_run, load_encoder, read_array, write_embedding
+
+    source = Path(args.source)
+    if source.is_dir():
+        encoder, data = from_run(source, args.overrides)
+    else:
+        encoder, data = load_encoder(source), None
+    if args.data in ("train", "test"):
+        config = encoder.config
+        if data is None:
+            from contrastive_seq.config import apply_overrides, to_mapping
+            from contrastive_seq.experiments.run import config_from_mapping
+
+            config = config_from_mapping(apply_overrides(to_mapping(config), args.overrides))
+            data = config.data.build(config)
+        part = getattr(data, args.data)
+        if part is None:
+            raise ConfigError(f"the data section {config.data.name!r} has no {args.data} part")
+        inputs = config.data.samples(part)
+    else:
+        inputs = read_array(args.data, args.key)
+    batches = -(-len(inputs) // args.batch_size)
+    blocks = tqdm(
+        encoder.embed_batches(inputs, args.batch_size), total=batches, desc="embed", unit="batch",
+        disable=args.no_progress,
+    )
+    rows, dim = write_embedding(blocks, args.output)
+    print(f"wrote embeddings ({rows}, {dim}) to {args.output}")
+
+
+COMMANDS = {"train": _train, "config": _train, "evaluate": _evaluate, "export": _export, "embed": _embed}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     args = _parser().parse_args(argv)
-    from contrastive_seq.experiments.run import load_experiment_config, run_experiment
+    from contrastive_seq.config import ConfigError
+    from contrastive_seq.training.checkpoint import CheckpointError
 
     try:
-        config = load_experiment_config(args.config, args.overrides)
-    except ConfigError as error:
-        print(f"contrastive-seq: error: {error}", file=sys.stderr)
+        COMMANDS[args.command](args)
+    except (ConfigError, CheckpointError, OSError, ValueError) as error:
+        # the user's input: the message names the setting or the file (and row or dataset)
+        message = str(error)
+        if isinstance(error, IsADirectoryError) and error.filename:
+            message = f"{error.filename} is a directory; a file was expected"
+        print(f"contrastive-seq: error: {' '.join(message.split())}", file=sys.stderr)
         return 2
-    if args.command == "config":
-        print(yaml.safe_dump(to_mapping(config), sort_keys=False), end="")
-        return 0
-    try:
-        run_experiment(config)
-    except (CheckpointError, FileNotFoundError) as error:
-        print(f"contrastive-seq: error: {error}", file=sys.stderr)
-        return 2
-    leave_process_group()  # under torchrun; nothing on one process
     return 0
 
 

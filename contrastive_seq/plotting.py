@@ -19,7 +19,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib import colormaps
+from matplotlib.colors import ListedColormap
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from contrastive_seq.atomic_files import write_atomically
 
 from contrastive_seq.evaluation.decoding import is_discrete
 from contrastive_seq.evaluation.probes import as_numpy
@@ -39,6 +44,7 @@ def plot_embedding(
     cmap: str | None = None,
     s: float = 1.0,
     label_name: str | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> Axes:
     """Scatter an embedding ``(T, dim)`` in 2-D or 3-D, coloured by a label.
 
@@ -52,7 +58,13 @@ def plot_embedding(
         cmap: colour map name; default ``"viridis"`` for continuous labels and
             ``"tab10"`` for discrete ones.
         s: marker size.
-        label_name: title of the colourbar or legend.
+        label_name: title of the colourbar or legend (give the unit: ``"position (m)"``).
+        class_names: legend entry of each discrete class value ``0, 1, ...``
+            (``("leftward", "rightward")``); default: the values themselves.
+
+    Each axis shows at most four ticks, so that the tick labels of a small
+    panel do not run into each other; in 3-D the colourbar sits clear of the
+    third axis label.
 
     Returns:
         The Axes; its collections hold the ``T`` points.
@@ -77,21 +89,60 @@ def plot_embedding(
     elif (ax.name == "3d") != (projection == "3d"):
         raise ValueError(f"ax must be a {'3-D' if projection else '2-D'} Axes for dims={dims}, got a {ax.name} Axes")
     coordinates = [points[:, d] for d in dims]
-    for set_label, d in zip(("set_xlabel", "set_ylabel", "set_zlabel"), dims):
-        getattr(ax, set_label)(f"dim {d}")
+    axes = (ax.xaxis, ax.yaxis, ax.zaxis) if projection else (ax.xaxis, ax.yaxis)
+    for axis, d in zip(axes, dims):
+        axis.set_label_text(f"dim {d}")
+        axis.set_major_locator(MaxNLocator(4))
     if values is None:
         ax.scatter(*coordinates, s=s)
     elif not discrete:
         scatter = ax.scatter(*coordinates, c=values, cmap=cmap or "viridis", s=s)
-        ax.figure.colorbar(scatter, ax=ax, label=label_name)
+        # in 3-D the default colourbar overlaps the z label: move it out and shrink it
+        ax.figure.colorbar(scatter, ax=ax, label=label_name, **({"pad": 0.15, "shrink": 0.7} if projection else {}))
     else:
         classes = np.unique(values)
-        colours = colormaps[cmap or "tab10"].resampled(len(classes))(range(len(classes)))
+        if class_names is not None and not all(float(c).is_integer() and 0 <= c < len(class_names) for c in classes):
+            raise ValueError(f"class_names must name every class value 0..{len(class_names) - 1}, got values {classes}")
+        palette = colormaps[cmap or "tab10"]
+        if not (isinstance(palette, ListedColormap) and palette.N >= len(classes)):
+            palette = palette.resampled(len(classes))  # a qualitative map keeps its first, most distinct colours
+        colours = palette(range(len(classes)))
         for cls, colour in zip(classes, colours):
             chosen = values == cls
-            ax.scatter(*(c[chosen] for c in coordinates), color=colour, s=s, label=str(cls))
+            name = str(cls) if class_names is None else class_names[int(cls)]
+            ax.scatter(*(c[chosen] for c in coordinates), color=colour, s=s, label=name)
         ax.legend(title=label_name, markerscale=max(1.0, 4.0 / s))
     return ax
+
+
+Panel = tuple["torch.Tensor | np.ndarray", str, "Sequence[str] | None"]
+
+
+def plot_embedding_panels(
+    embedding: torch.Tensor | np.ndarray, panels: Sequence[Panel], path: str | os.PathLike, title: str = "embedding"
+) -> Path:
+    """One panel per label, side by side, of an embedding ``(T, dim)`` (3-D when ``dim >= 3``); saved to ``path``.
+
+    Each panel is ``(labels (T,), label name with its unit, class names or None)``;
+    the panel's title says what colours it. Returns ``path``.
+    """
+    dims = (0, 1, 2) if as_numpy(embedding).shape[1] >= 3 else (0, 1)
+    projection = "3d" if len(dims) == 3 else None
+    figure = plt.figure(figsize=(6.0 * len(panels), 5.0))
+    for column, (labels, name, classes) in enumerate(panels):
+        ax = figure.add_subplot(1, len(panels), column + 1, projection=projection)
+        plot_embedding(embedding, labels, dims=dims, ax=ax, label_name=name, class_names=classes)
+        ax.set_title(f"{title}, coloured by {name.split(' (')[0]}")
+    return save_figure(figure, path)
+
+
+def save_figure(figure: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
+    """Write ``figure`` as a PNG to ``path`` atomically (no torn file), close it and return ``path``."""
+    figure.tight_layout()
+    try:
+        return write_atomically(path, lambda file: figure.savefig(file, dpi=dpi, format="png"))
+    finally:
+        plt.close(figure)
 
 
 def _read_metrics(metrics: Metrics) -> list[Mapping[str, Any]]:

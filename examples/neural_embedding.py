@@ -20,12 +20,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-
 from contrastive_seq import ContrastiveEmbedding
 from contrastive_seq.data.synthetic import synthetic_place_cells
 from contrastive_seq.evaluation.decoding import knn_decode
-from contrastive_seq.plotting import plot_embedding
+from contrastive_seq.plotting import plot_embedding_panels
 
 TRACK_LENGTH_M = 1.6
 
@@ -61,10 +59,13 @@ def main() -> None:
           f"R2 {position['r2']:.3f}; direction accuracy {run_direction['accuracy']:.3f}")
 
     args.output.mkdir(parents=True, exist_ok=True)
-    ax = plot_embedding(test_embedding, behaviour[cut:, 0], dims=(0, 1, 2), label_name="position")
-    ax.set_title("held-out embedding")
-    ax.figure.savefig(args.output / "embedding.png", dpi=120)
-    plt.close(ax.figure)
+    plot_embedding_panels(
+        test_embedding,
+        [(behaviour[cut:, 0] * TRACK_LENGTH_M, "position (m)", None),
+         (direction[cut:], "direction", ("leftward", "rightward"))],
+        args.output / "embedding.png",
+        title="held-out embedding",
+    )
     model.save(args.output / "model.pt")
     print(f"wrote {args.output / 'embedding.png'} and {args.output / 'model.pt'}")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from contrastive_seq.cli import main
 from contrastive_seq.experiments import load_experiment_config, run_experiment
@@ -79,6 +80,8 @@ def test_rerun_with_other_settings_in_the_same_output_dir_is_refused(tmp_path, c
         error = capsys.readouterr().err
         assert "written by a run with other settings" in error and difference in error
     assert (tmp_path / "results.json").read_text() == results  # the old run's results stand
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())  # and so does its config
+    assert (saved["train"]["seed"], saved["method"]["temperature"]) == (0, 0.2)
     # the same settings, only longer: the run continues from its checkpoint
     assert main(["train", str(DEMO), *FAST, f"train.output_dir={tmp_path}", "train.max_steps=6"]) == 0
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 6

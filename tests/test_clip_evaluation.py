@@ -79,15 +79,13 @@ def test_bad_input_is_named():
 
 def test_chance_row_is_the_majority_rate_one_class_in_c_and_the_hypergeometric_recall():
     from math import comb
-    from types import SimpleNamespace
 
     from contrastive_seq.experiments.clip import chance_scores
 
     caption_image = torch.tensor([0, 0, 1, 2, 2, 2, 3, 4, 5, 5, 6])  # 7 images, 11 captions, 1-3 captions each
     labels = torch.tensor([2, 2, 2, 0, 5, 0, 2])  # classes 0, 2, 5 present; majority class 2 has 4 of 7
     relevant = caption_relevance(caption_image, 7)
-    experiment = SimpleNamespace(test_relevant=relevant, test_data=SimpleNamespace(labels=labels))
-    scores = chance_scores(experiment)
+    scores = chance_scores(relevant, labels)
     assert scores["zero_shot_accuracy"] == pytest.approx(4 / 7)
     assert scores["zero_shot_balanced_accuracy"] == pytest.approx(1 / 3)
     for direction, rel in (("image_to_text", relevant), ("text_to_image", relevant.T)):

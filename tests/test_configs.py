@@ -4,11 +4,13 @@ import importlib.util
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from contrastive_seq.data.image_text import ImageTextDataset, load_image_text_hdf5, save_image_text_hdf5
-from contrastive_seq.experiments import ExperimentConfig, load_experiment_config, run_experiment
+from contrastive_seq.experiments import ExperimentConfig, load_experiment_config, load_run, run_experiment
+from contrastive_seq.export import export_encoder, load_encoder
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
@@ -52,3 +54,10 @@ def test_emoji_clip_config_trains_and_reports(name, tiny_emoji_file, tmp_path):
     assert all(math.isfinite(value) and 0 <= value <= 1 for value in trained.values())
     _, test = load_image_text_hdf5(tiny_emoji_file).split(0.2, seed=0)  # the configs' split: 20 %, seed 0, by group
     assert results["chance"]["zero_shot_balanced_accuracy"] == pytest.approx(1 / test.labels.unique().numel())
+    if name == "clip_emoji":  # the exported image tower embeds as the trained method does
+        experiment, _ = load_run(tmp_path / "run")
+        encoder = load_encoder(export_encoder(tmp_path / "run", tmp_path / "towers.pt"))
+        images = experiment.data.test.images
+        with torch.no_grad():
+            expected = experiment.method.eval().embed(images.float() / 255).numpy()
+        np.testing.assert_allclose(encoder.embed(images, batch_size=4), expected, atol=1e-5)

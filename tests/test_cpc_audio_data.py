@@ -132,6 +132,16 @@ def test_cpc_experiment_from_config_runs_end_to_end(tmp_path):
     assert set(results) == {"cpc (trained)", "mfcc + deltas", "cpc (random init)"}
     assert all(0 <= r["speaker_accuracy"] <= 1 and 0 <= r["phone_accuracy"] <= 1 for r in results.values())
     assert (tmp_path / "run" / "results.json").exists()
+    assert run_experiment(config) == results  # a finished run trains nothing and returns its stored results
+    from contrastive_seq.export import export_encoder, load_encoder
+
+    encoder = load_encoder(export_encoder(tmp_path / "run", tmp_path / "cpc.pt"))  # waveform -> frames (frames, 8)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
+    trained = waveform_encoder(8)
+    trained.load_state_dict({key[len("encoder."):]: value for key, value in state.items() if key.startswith("encoder.")})
+    with torch.no_grad():
+        expected = trained.eval()(waveforms[0].view(1, -1, 1))[0].numpy()
+    np.testing.assert_allclose(encoder.embed(waveforms[0].numpy()), expected, atol=1e-5)
     too_short = load_experiment_config(ROOT / "configs/cpc_espeak.yaml", overrides[:1] + ["views.crop_length=1000"])
     with pytest.raises(ValueError, match="crop_length=1000 is shorter"):
         run_experiment(too_short)

@@ -131,3 +131,34 @@ def test_consistency_heatmap(tmp_path):
         plot_consistency(matrix, ["a", "b"])
     with pytest.raises(ValueError, match="matrix must be square"):
         plot_consistency(np.zeros((2, 3)), ["a", "b"])
+
+
+def test_embedding_legend_names_classes_and_a_3d_colourbar_leaves_the_axis_labels_visible(tmp_path):
+    from contrastive_seq.plotting import plot_embedding_panels
+
+    position = torch.linspace(0, 1.6, T)
+    direction = torch.arange(T) % 2
+    path = plot_embedding_panels(
+        embedding(), [(position, "position (m)", None), (direction, "direction", ("leftward", "rightward"))],
+        tmp_path / "embedding.png",
+    )
+    assert path.stat().st_size > 0
+    ax = plot_embedding(embedding(), labels=direction, dims=(0, 1, 2), class_names=("leftward", "rightward"))
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["leftward", "rightward"]
+    colours = [tuple(c.get_facecolor()[0]) for c in ax.collections]
+    assert colours[0] != colours[1]
+    ax = plot_embedding(embedding(), labels=position, dims=(0, 1, 2), label_name="position (m)")
+    figure = ax.figure
+    figure.set_size_inches(6, 5)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    colourbar = figure.axes[1]
+    assert colourbar.get_ylabel() == "position (m)"
+    assert colourbar.get_ylim()[1] == pytest.approx(1.6)  # coloured in metres, not 0-1
+    z_label = ax.zaxis.label.get_window_extent(renderer)
+    assert not z_label.overlaps(colourbar.get_tightbbox(renderer)), "the colourbar hides the third axis label"
+    for axis, limits in zip((ax.xaxis, ax.yaxis, ax.zaxis), (ax.get_xlim(), ax.get_ylim(), ax.get_zlim())):
+        shown = [tick for tick in axis.get_major_locator()() if limits[0] <= tick <= limits[1]]
+        assert len(shown) <= 5  # few ticks: the labels of a small panel do not collide
+    with pytest.raises(ValueError, match="class_names must name every class value"):
+        plot_embedding(embedding(), labels=direction + 1, class_names=("only one",))

@@ -192,7 +192,7 @@ def test_collapsed_embeddings_keep_argmax_ties() -> None:
 @pytest.mark.parametrize("exclude", [False, True])
 def test_plain_accuracy_is_the_first_argmax_even_with_ties(exclude: bool) -> None:
     """The plain path's shortcut (a max, and an argmax only where ties are possible) against argmax itself."""
-    from contrastive_seq.losses.infonce import info_nce_from_logits
+    from contrastive_seq.losses.terms import info_nce_from_logits
 
     generator = torch.Generator().manual_seed(0)
     for width in (1, 2, 3, 50):  # integer logits in a narrow range: many rows with several maxima
@@ -247,7 +247,7 @@ def test_label_positives_equal_the_mask() -> None:
     left, right = randn(10, 4, seed=0, dtype=torch.float64), randn(14, 4, seed=1, dtype=torch.float64)
     labels = LabelPositives(torch.tensor([0, 1, 2, 0, 1, 2, 3, 0, 5, 1]), torch.arange(14) % 4)
     exclude = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8, 13])
-    from contrastive_seq.losses.infonce import info_nce_from_logits
+    from contrastive_seq.losses.terms import info_nce_from_logits
 
     plain = info_nce_from_logits(left @ right.T, labels.mask(), exclude=exclude)
     tiled = tiled_info_nce(left, right, labels, exclude=exclude, block_size=3)

@@ -89,7 +89,7 @@ def test_configs_build_the_intended_parts(fashion_root):
     assert isinstance(parts["supcon"].sampler, SameClassSampler)
     assert all(isinstance(parts[m].sampler, AugmentationSampler) for m in ("simclr", "moco", "byol", "dino"))
     assert parts["moco"].method.queue is not None  # the config is MoCo v2
-    dino_batch = parts["dino"].views(parts["dino"].train_data, parts["dino"].sampler.sample(4, torch.Generator()), torch.Generator())
+    dino_batch = parts["dino"].views(parts["dino"].data.train, parts["dino"].sampler.sample(4, torch.Generator()), torch.Generator())
     assert dino_batch["views"].shape[-1] == 28 and dino_batch["local_views"].shape[-1] < 28
 
 
@@ -129,7 +129,7 @@ def test_torchvision_encoder_adapts_to_the_data(fashion_root):
     backbone = experiment.method.online[0]
     assert isinstance(backbone, ResNetBackbone) and backbone.in_channels == 1
     pairs = experiment.sampler.sample(4, torch.Generator().manual_seed(0))
-    batch = experiment.views(experiment.train_data, pairs, torch.Generator().manual_seed(1))
+    batch = experiment.views(experiment.data.train, pairs, torch.Generator().manual_seed(1))
     assert batch["views"].shape == (2, 4, 1, 28, 28)
     assert torch.isfinite(experiment.method.training_step(batch).loss)
 

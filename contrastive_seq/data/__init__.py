@@ -1,9 +1,17 @@
 """Containers and loaders for the data the samplers index into."""
 
 from contrastive_seq.data.arrays import ArrayDataset
-from contrastive_seq.data.digits import load_digits
 
 __all__ = ["ArrayDataset", "load_digits"]
+
+
+def __getattr__(name: str) -> object:
+    """``load_digits`` on first use: it imports scikit-learn, which reading a config need not."""
+    if name == "load_digits":
+        from contrastive_seq.data.digits import load_digits
+
+        return load_digits
+    raise AttributeError(f"module 'contrastive_seq.data' has no attribute {name!r}")
 
 from contrastive_seq.data.hdf5 import (
     HDF5TimeSeries,

@@ -128,6 +128,8 @@ def open_for_reading(path: Path) -> h5py.File:
         FileNotFoundError: naming ``path`` when there is no file.
         ValueError: naming ``path`` when HDF5 cannot read it (not HDF5, truncated, corrupt).
     """
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; expected an HDF5 file")
     if not path.is_file():
         raise FileNotFoundError(f"HDF5 file {path} does not exist")
     try:

@@ -1,56 +1,68 @@
-"""CLIP variants (image-text data, towers, views, the method) and the CLIP run: train, then zero-shot and retrieval.
+"""The image-text domain (CLIP): image-caption data, the two towers, the CLIP / SigLIP method and ``zero_shot``.
 
-``contrastive-seq train configs/clip_*.yaml`` reaches :func:`run_clip_experiment`
-through :func:`contrastive_seq.experiments.run.experiment_runner`. The
-``evaluation`` section's kNN settings do not apply; the zero-shot prompt
+The ``zero_shot`` evaluation measures zero-shot classification (when the
+held-out images have class labels) and image-text retrieval recall@1/5/10 on
+the held-out split, against chance and the untrained towers; its prompt
 templates belong to the data section (they describe the dataset's classes).
-
-Evaluate a finished run's checkpoint again with
-``python -m contrastive_seq.experiments.clip CONFIG [section.key=value ...]``.
+Evaluate a finished run again with ``contrastive-seq evaluate RUN``.
 """
 
 from __future__ import annotations
 
-import copy
 import importlib.util
-import sys
-from collections.abc import Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+import numpy as np
 import torch
-from torchvision.transforms import v2
+from torch import nn
 
 from contrastive_seq import distributed
 from contrastive_seq.config import ConfigError
-from contrastive_seq.data.fashion_mnist import CLASSES as FASHION_CLASSES
 from contrastive_seq.data.fashion_mnist import DEFAULT_ROOT as FASHION_ROOT
-from contrastive_seq.data.fashion_mnist import load_fashion_mnist
-from contrastive_seq.data.image_text import (
-    ImageTextDataset,
-    caption_classes,
-    load_image_text_file,
-    load_image_text_hdf5,
+from contrastive_seq.experiments.sections import (
+    DataConfig,
+    DataSplit,
+    EncoderConfig,
+    EvaluationConfig,
+    Evaluator,
+    ExperimentConfig,
+    MethodConfig,
+    ViewsConfig,
+    require_section,
 )
-from contrastive_seq.evaluation.zero_shot import caption_relevance, evaluate_image_text
-from contrastive_seq.experiments.build import build_data
-from contrastive_seq.experiments.run import experiment_runner, format_table, load_experiment_config, report_results
-from contrastive_seq.experiments.sections import DataConfig, EncoderConfig, ExperimentConfig, MethodConfig, ViewsConfig
-from contrastive_seq.losses.clip import CLIPLoss, SigLIPLoss
-from contrastive_seq.methods.clip import CLIP
-from contrastive_seq.models.clip_towers import ImageTower, TextTower, hf_text_tower, open_clip_towers
-from contrastive_seq.sampling.paired import PairedSampler
-from contrastive_seq.training.checkpoint import load_checkpoint
-from contrastive_seq.training.trainer import CHECKPOINT_NAME, Trainer
-from contrastive_seq.views.image_text import ImageTextViews, tokenize_captions
+
+if TYPE_CHECKING:
+    from contrastive_seq.data.image_text import ImageTextDataset
+    from contrastive_seq.experiments.run import Experiment
+    from contrastive_seq.methods.base import Method
+    from contrastive_seq.methods.clip import CLIP
+    from contrastive_seq.models.clip_towers import ImageTower, TextTower
+    from contrastive_seq.sampling.base import Sampler
+    from contrastive_seq.views.base import Views
 
 ZERO_SHOT_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "an image of a {}.")
 
 
+def _image_text(train: ImageTextDataset, test: ImageTextDataset) -> DataSplit:
+    return DataSplit(train, test, tuple(train.images.shape[1:]))
+
+
+class _ImageTextData(DataConfig):
+    """What both image-text data variants share: the zero-shot evaluation, images as the encoder's inputs."""
+
+    evaluation: ClassVar[str] = "zero_shot"
+
+    def samples(self, part: ImageTextDataset) -> torch.Tensor:
+        """The uint8 images ``(n, C, H, W)`` of one part (``embed`` embeds them with the image tower)."""
+        return part.images
+
+
 @DataConfig.register("image_text_file")
 @dataclass
-class ImageTextFileData(DataConfig):
+class ImageTextFileData(_ImageTextData):
     """Image-caption pairs from a CSV / JSON-lines table or an HDF5 file (see :mod:`contrastive_seq.data.image_text`).
 
     ``image_size`` and ``on_missing`` apply to tables; ``test_fraction`` of
@@ -70,10 +82,20 @@ class ImageTextFileData(DataConfig):
     relevance: Literal["item", "class"] = "item"
     templates: tuple[str, ...] = ZERO_SHOT_TEMPLATES
 
+    def build(self, config: ExperimentConfig) -> DataSplit:
+        from contrastive_seq.data.image_text import load_image_text_file, load_image_text_hdf5
+
+        path = Path(self.path)
+        if path.suffix in (".h5", ".hdf5"):
+            dataset = load_image_text_hdf5(path)
+        else:
+            dataset = load_image_text_file(path, self.image_size, on_missing=self.on_missing)
+        return _image_text(*dataset.split(self.test_fraction, seed=self.split_seed))
+
 
 @DataConfig.register("fashion_mnist_captions")
 @dataclass
-class FashionMNISTCaptionsData(DataConfig):
+class FashionMNISTCaptionsData(_ImageTextData):
     """Fashion-MNIST with captions from templates over the class names ("a photo of a sneaker").
 
     ``train_images`` / ``test_images`` images are drawn (seeded) from the two
@@ -90,6 +112,20 @@ class FashionMNISTCaptionsData(DataConfig):
     templates: tuple[str, ...] = ZERO_SHOT_TEMPLATES
     relevance: Literal["item", "class"] = "class"
 
+    def build(self, config: ExperimentConfig) -> DataSplit:
+        from contrastive_seq.data.fashion_mnist import CLASSES, load_fashion_mnist
+        from contrastive_seq.data.image_text import caption_classes
+
+        names = [name.lower() for name in CLASSES]
+        parts = []
+        for split, count in (("train", self.train_images), ("test", self.test_images)):
+            images = load_fashion_mnist(split, self.root)
+            if not 0 < count <= len(images):
+                raise ConfigError(f"data.{split}_images must lie in [1, {len(images)}], got {count}")
+            chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.split_seed))[:count]
+            parts.append(caption_classes(images.inputs[chosen], images.labels[chosen], names, self.caption_templates))
+        return _image_text(*parts)
+
 
 @ViewsConfig.register("image_text")
 @dataclass
@@ -103,6 +139,17 @@ class ImageTextViewsConfig(ViewsConfig):
     name: str = "image_text"
     long_captions: Literal["warn", "error"] = "warn"
     crop_scale: tuple[float, float] | None = None
+
+    def build(self, config: ExperimentConfig, train: Any, method: Method) -> Views:
+        from torchvision.transforms import v2
+
+        from contrastive_seq.views.image_text import ImageTextViews, tokenize_captions
+
+        tokens = tokenize_captions(train.captions, method.text_tower.tokenizer, self.long_captions)
+        transform = None
+        if self.crop_scale is not None:
+            transform = v2.RandomResizedCrop(train.images.shape[-1], scale=self.crop_scale, antialias=True)
+        return ImageTextViews(tokens, transform)
 
 
 @EncoderConfig.register("clip_towers")
@@ -132,6 +179,22 @@ class CLIPTowersConfig(EncoderConfig):
     lock_text: bool = False
     cache_locked_features: bool = False
 
+    def build(self, config: ExperimentConfig, sample_shape: tuple[int, ...]) -> nn.Module:
+        """``ModuleDict(image=..., text=...)``: the two towers (see :func:`build_towers`)."""
+        image, text = build_towers(self)
+        return nn.ModuleDict({"image": image, "text": text})
+
+    def embed(self, encoder: nn.Module, inputs: Any, batch_size: int) -> Iterator[np.ndarray]:
+        """Image-tower embeddings ``(rows, embed_dim)`` of images ``(n, C, H, W)``: uint8, or floats in [0, 1]."""
+        tower = encoder["image"]
+        device = next(tower.parameters()).device
+        with torch.no_grad():
+            for start in range(0, len(inputs), batch_size):
+                batch = inputs[start : start + batch_size]
+                batch = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.array(batch))
+                images = batch.float() / 255 if batch.dtype == torch.uint8 else batch.float()
+                yield tower(images.to(device)).float().cpu().numpy()
+
 
 @MethodConfig.register("clip")
 @dataclass
@@ -148,28 +211,20 @@ class CLIPMethodConfig(MethodConfig):
     temperature: float = 0.07
     chunk_size: int | None = None
 
+    def build(self, config: ExperimentConfig, encoder: nn.Module, train: Any) -> tuple[Method, Sampler]:
+        from contrastive_seq.losses.clip import CLIPLoss, SigLIPLoss
+        from contrastive_seq.methods.clip import CLIP
+        from contrastive_seq.sampling.paired import PairedSampler
 
-@build_data.register
-def _(config: ImageTextFileData) -> tuple[ImageTextDataset, ImageTextDataset]:
-    path = Path(config.path)
-    if path.suffix in (".h5", ".hdf5"):
-        dataset = load_image_text_hdf5(path)
-    else:
-        dataset = load_image_text_file(path, config.image_size, on_missing=config.on_missing)
-    return dataset.split(config.test_fraction, seed=config.split_seed)
-
-
-@build_data.register
-def _(config: FashionMNISTCaptionsData) -> tuple[ImageTextDataset, ImageTextDataset]:
-    names = [name.lower() for name in FASHION_CLASSES]
-    parts = []
-    for split, count in (("train", config.train_images), ("test", config.test_images)):
-        images = load_fashion_mnist(split, config.root)
-        if not 0 < count <= len(images):
-            raise ConfigError(f"data.{split}_images must lie in [1, {len(images)}], got {count}")
-        chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(config.split_seed))[:count]
-        parts.append(caption_classes(images.inputs[chosen], images.labels[chosen], names, config.caption_templates))
-    return parts[0], parts[1]
+        for section, kinds in (
+            ("data", (ImageTextFileData, FashionMNISTCaptionsData)),
+            ("views", (ImageTextViewsConfig,)),
+            ("encoder", (CLIPTowersConfig,)),
+        ):
+            require_section(config, section, *kinds, needed_by="method 'clip'")
+        loss = SigLIPLoss(scale=1.0 / self.temperature) if self.loss == "siglip" else CLIPLoss(temperature=self.temperature)
+        method = CLIP(encoder["image"], encoder["text"], loss, self.chunk_size)
+        return method, PairedSampler(train.caption_image, len(train))
 
 
 def package_model_directory(package: str) -> Path:
@@ -182,6 +237,8 @@ def package_model_directory(package: str) -> Path:
 
 def build_towers(config: CLIPTowersConfig) -> tuple[ImageTower, TextTower]:
     """The image and text towers a ``clip_towers`` section describes."""
+    from contrastive_seq.models.clip_towers import hf_text_tower, open_clip_towers
+
     if config.text_directory is not None and config.text_package is not None:
         raise ConfigError("encoder.text_directory and encoder.text_package are exclusive; give one")
     text_cfg = {"context_length": config.context_length, **(config.text or {})}
@@ -202,85 +259,64 @@ def build_towers(config: CLIPTowersConfig) -> tuple[ImageTower, TextTower]:
     return image, text
 
 
-def build_loss(config: CLIPMethodConfig) -> CLIPLoss | SigLIPLoss:
-    """The loss a ``clip`` method section names."""
-    if config.loss == "siglip":
-        return SigLIPLoss(scale=1.0 / config.temperature)
-    return CLIPLoss(temperature=config.temperature)
-
-
+@EvaluationConfig.register("zero_shot")
 @dataclass
-class CLIPExperiment:
-    """Everything a CLIP run needs: the method, its sampler and views, and tokenised train / test splits."""
+class ZeroShotEvaluation(EvaluationConfig):
+    """Zero-shot accuracy (held-out images with class labels) and retrieval recall@1/5/10, every
+    ``train.eval_every`` steps and at the end, against chance and the untrained towers."""
 
-    method: CLIP
-    sampler: PairedSampler
-    views: ImageTextViews
-    train_data: ImageTextDataset
-    test_data: ImageTextDataset
-    test_tokens: torch.Tensor
-    test_relevant: torch.Tensor
-    templates: tuple[str, ...]
+    name: str = "zero_shot"
 
+    def evaluator(self, experiment: Experiment) -> Evaluator:
+        from contrastive_seq.evaluation.zero_shot import caption_relevance
+        from contrastive_seq.views.image_text import tokenize_captions
 
-def build_clip_experiment(config: ExperimentConfig) -> CLIPExperiment:
-    """Data, towers, tokenised captions (checked for length up front), views, method and sampler."""
-    for section, expected in (
-        ("data", (ImageTextFileData, FashionMNISTCaptionsData)),
-        ("views", (ImageTextViewsConfig,)),
-        ("encoder", (CLIPTowersConfig,)),
-        ("method", (CLIPMethodConfig,)),
-    ):
-        if not isinstance(getattr(config, section), expected):
-            names = [cls.__dataclass_fields__["name"].default for cls in expected]
-            raise ConfigError(f"a clip method needs {section}.name in {names}, got {getattr(config, section).name!r}")
-    train, test = build_data(config.data)
-    image_tower, text_tower = build_towers(config.encoder)
-    policy = config.views.long_captions
-    train_tokens = tokenize_captions(train.captions, text_tower.tokenizer, policy)
-    test_tokens = tokenize_captions(test.captions, text_tower.tokenizer, policy)
-    transform = None
-    if config.views.crop_scale is not None:
-        size = train.images.shape[-1]
-        transform = v2.RandomResizedCrop(size, scale=config.views.crop_scale, antialias=True)
-    labels = test.labels if config.data.relevance == "class" else None
-    if config.data.relevance == "class" and labels is None:
-        raise ConfigError("data.relevance='class' needs a dataset with labels")
-    return CLIPExperiment(
-        method=CLIP(image_tower, text_tower, build_loss(config.method), config.method.chunk_size),
-        sampler=PairedSampler(train.caption_image, len(train)),
-        views=ImageTextViews(train_tokens, transform),
-        train_data=train,
-        test_data=test,
-        test_tokens=test_tokens,
-        test_relevant=caption_relevance(test.caption_image, len(test), labels),
-        templates=tuple(config.data.templates),
-    )
+        config, test = experiment.config, experiment.data.test
+        require_section(config, "method", CLIPMethodConfig, needed_by="evaluation 'zero_shot'")
+        if config.data.relevance == "class" and test.labels is None:
+            raise ConfigError("data.relevance='class' needs a dataset with labels")
+        if test.labels is None and distributed.rank() == 0:
+            print("evaluation 'zero_shot': the held-out images have no class labels, so only retrieval is measured")
+        tokens = tokenize_captions(test.captions, experiment.method.text_tower.tokenizer, config.views.long_captions)
+        labels = test.labels if config.data.relevance == "class" else None
+        relevant = caption_relevance(test.caption_image, len(test), labels)
+        return ZeroShotEvaluator(test, tokens, relevant, tuple(config.data.templates))
 
 
-def evaluate_clip(method: CLIP, experiment: CLIPExperiment) -> dict[str, float]:
-    """Zero-shot accuracy (when the test split has labels) and retrieval recall@1/5/10 on the held-out split."""
-    test = experiment.test_data
-    return evaluate_image_text(
-        method,
-        test[torch.arange(len(test))],
-        experiment.test_tokens,
-        experiment.test_relevant,
-        test.labels,
-        test.class_names,
-        experiment.templates,
-    )
+class ZeroShotEvaluator(Evaluator):
+    """:class:`ZeroShotEvaluation` of one held-out image-text split."""
+
+    def __init__(self, test: ImageTextDataset, tokens: torch.Tensor, relevant: torch.Tensor, templates: tuple[str, ...]):
+        self.test, self.tokens, self.relevant, self.templates = test, tokens, relevant, templates
+
+    def during_training(self, method: Method) -> dict[str, float]:
+        return self.scores(method)
+
+    def scores(self, method: CLIP) -> dict[str, float]:
+        """Zero-shot accuracy (when the test split has labels) and retrieval recall@1/5/10 of ``method``."""
+        from contrastive_seq.evaluation.zero_shot import evaluate_image_text
+
+        test = self.test
+        return evaluate_image_text(
+            method, test[torch.arange(len(test))], self.tokens, self.relevant, test.labels, test.class_names, self.templates
+        )
+
+    def results(self, trained: Method, untrained: Method) -> dict[str, dict[str, float]]:
+        return {
+            "chance": chance_scores(self.relevant, self.test.labels),
+            "untrained towers": self.scores(untrained),
+            "clip (trained)": self.scores(trained),
+        }
 
 
-def chance_scores(experiment: CLIPExperiment) -> dict[str, float]:
+def chance_scores(relevant: torch.Tensor, labels: torch.Tensor | None) -> dict[str, float]:
     """What guessing scores: the majority class (zero-shot accuracy), one class in C (balanced accuracy), k random candidates (recall@k).
 
-    Every guess, the majority class included, has balanced accuracy one over
-    the number of classes the test split holds.
+    ``relevant`` is the ``(images, captions)`` relevance matrix, ``labels`` the
+    images' classes ``(images,)`` or ``None``. Every guess, the majority class
+    included, has balanced accuracy one over the number of classes the test split holds.
     """
-    relevant = experiment.test_relevant
     scores = {}
-    labels = experiment.test_data.labels
     if labels is not None:
         scores["zero_shot_accuracy"] = float(torch.bincount(labels).max()) / len(labels)
         scores["zero_shot_balanced_accuracy"] = 1.0 / labels.unique().numel()
@@ -293,64 +329,3 @@ def chance_scores(experiment: CLIPExperiment) -> dict[str, float]:
                 miss = miss * (candidates - hits - i).clamp(min=0) / (candidates - i)
             scores[f"{direction}_recall@{k}"] = float((1 - miss).mean())
     return scores
-
-
-@experiment_runner.register
-def _(method_config: CLIPMethodConfig):
-    return run_clip_experiment
-
-
-def run_clip_experiment(config: ExperimentConfig) -> dict[str, dict[str, float]]:
-    """Train CLIP (evaluating on the held-out split every ``train.eval_every`` steps), then compare with chance and the untrained towers.
-
-    Returns ``{row: {score: value}}`` and, on rank 0, prints the table and
-    writes it with the resolved config to ``train.output_dir/results.json``.
-    """
-    torch.manual_seed(config.train.seed)
-    experiment = build_clip_experiment(config)
-    untrained = copy.deepcopy(experiment.method)
-    trainer = Trainer(
-        experiment.method,
-        config.train,
-        experiment.train_data,
-        experiment.sampler,
-        experiment.views,
-        evaluate=lambda method: evaluate_clip(method, experiment),
-        run_settings=config.run_settings(),
-    )
-    trainer.fit()
-    if distributed.rank() != 0:
-        return {}
-    results = {
-        "chance": chance_scores(experiment),
-        "untrained towers": evaluate_clip(untrained, experiment),
-        f"{config.method.name} (trained)": evaluate_clip(experiment.method, experiment),
-    }
-    report_results(config, results)
-    return results
-
-
-def evaluate_clip_checkpoint(config: ExperimentConfig) -> dict[str, float]:
-    """Zero-shot and retrieval scores of the method saved in ``train.output_dir/checkpoint.pt`` (after training)."""
-    if config.train.output_dir is None:
-        raise ConfigError("train.output_dir must name the finished run to evaluate")
-    experiment = build_clip_experiment(config)
-    state = load_checkpoint(Path(config.train.output_dir) / CHECKPOINT_NAME)
-    experiment.method.load_state_dict(state["model"])
-    return evaluate_clip(experiment.method, experiment)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m contrastive_seq.experiments.clip CONFIG [overrides]``: evaluate a finished run's checkpoint."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args:
-        print("usage: python -m contrastive_seq.experiments.clip CONFIG [section.key=value ...]", file=sys.stderr)
-        return 2
-    config = load_experiment_config(args[0], args[1:])
-    scores = evaluate_clip_checkpoint(config)
-    print(format_table({f"{config.method.name} (checkpoint)": scores}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,56 +1,173 @@
-"""The sections of an experiment config.
+"""The sections of an experiment config, each variant carrying its own builder.
 
-``data``, ``views``, ``encoder`` and ``method`` choose a variant by ``name``;
-the variants and their builders live in one module per domain (for example
-:mod:`contrastive_seq.experiments.images`), which registers them here.
-``train`` is the Trainer's own config; ``evaluation`` sets the probes.
+``data``, ``views``, ``encoder``, ``method`` and ``evaluation`` choose a
+variant by ``name``. A variant is a dataclass registered on its section
+(``@DataConfig.register("my_data")``) that implements the section's
+``build`` (or, for ``evaluation``, ``evaluator``); the builders run in the
+order data → encoder → method → views → evaluation, and each gets the whole
+config (to read the sections it depends on) and what was built before it.
+A domain is one module of such variants (:mod:`contrastive_seq.experiments.vision`,
+``clip``, ``audio``, ``timeseries``); its heavy dependencies are imported
+inside the builders, so that reading a config stays fast.
+
+``train`` is the Trainer's own config.
 """
 
 from __future__ import annotations
 
+import abc
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from contrastive_seq.config import Variants, to_mapping
+import numpy as np
+import torch
+from torch import nn
+
+from contrastive_seq.config import ConfigError, Variants, to_mapping
 from contrastive_seq.training.trainer import TrainerConfig
 
-
-class DataConfig(Variants):
-    """Which dataset to train on and how to hold out a test split."""
-
-
-class ViewsConfig(Variants):
-    """How sampled indices become model inputs."""
-
-
-class EncoderConfig(Variants):
-    """The backbone that maps inputs to representations."""
-
-
-class MethodConfig(Variants):
-    """The method: heads, loss and what it pairs."""
+if TYPE_CHECKING:
+    from contrastive_seq.experiments.run import Experiment
+    from contrastive_seq.methods.base import Method
+    from contrastive_seq.sampling.base import Sampler
+    from contrastive_seq.views.base import Views
 
 
 @dataclass
-class EvaluationConfig:
-    """Downstream probes on the held-out split, run at the end (kNN also every ``train.eval_every`` steps)."""
+class DataSplit:
+    """What a ``data`` section builds.
 
-    knn_k: int = 10
-    labels_per_class: int = 5
-    label_draws: int = 10
-    linear_probe: bool = True
+    Attributes:
+        train: what the Trainer's views index into.
+        test: the held-out part the evaluation reads (``None``: nothing held out).
+        sample_shape: the shape of one encoder input sample without the batch
+            dimension (an image ``(C, H, W)``, a time point ``(channels,)``,
+            a waveform sample ``()``): an exported encoder is rebuilt from it.
+    """
+
+    train: Any
+    test: Any
+    sample_shape: tuple[int, ...]
+
+
+class DataConfig(Variants, abc.ABC):
+    """Which data to train on and what is held out; ``evaluation`` names the evaluator run by default."""
+
+    evaluation: ClassVar[str] = "none"
+
+    @abc.abstractmethod
+    def build(self, config: ExperimentConfig) -> DataSplit:
+        """Read or generate the data; errors name the file and the setting."""
+
+    def samples(self, part: Any) -> Any:
+        """The encoder inputs ``(n, *sample_shape)`` of a built part (``train`` or ``test``), for ``embed``."""
+        return part.inputs
+
+
+class EncoderConfig(Variants, abc.ABC):
+    """The network that maps inputs to representations (what ``contrastive-seq export`` saves)."""
+
+    @abc.abstractmethod
+    def build(self, config: ExperimentConfig, sample_shape: tuple[int, ...]) -> nn.Module:
+        """The encoder for samples of ``sample_shape`` (no data needed: an exported encoder is rebuilt this way)."""
+
+    def embed(self, encoder: nn.Module, inputs: Any, batch_size: int) -> Iterator[np.ndarray]:
+        """Embeddings of ``inputs (n, *sample_shape)`` (an array or a lazily read array), batch after batch.
+
+        Each yielded block is ``(rows, dim)`` float32; default: ``encoder(inputs[i : i + batch_size])``.
+        """
+        device = next(encoder.parameters(), torch.empty(0)).device
+        with torch.no_grad():
+            for start in range(0, len(inputs), batch_size):
+                batch = as_float_tensor(inputs[start : start + batch_size]).to(device)
+                yield encoder(batch).float().cpu().numpy()
+
+
+def as_float_tensor(values: Any) -> torch.Tensor:
+    """A float32 tensor of a tensor, an array or a lazily read array slice (copied: memory maps are read-only)."""
+    if isinstance(values, torch.Tensor):
+        return values.float()
+    return torch.from_numpy(np.array(values, dtype=np.float32))
+
+
+class MethodConfig(Variants, abc.ABC):
+    """The method: heads, loss and what it pairs."""
+
+    @abc.abstractmethod
+    def build(self, config: ExperimentConfig, encoder: nn.Module, train: Any) -> tuple[Method, Sampler]:
+        """The method around ``encoder`` and the sampler that draws its pairs from ``train``."""
+
+
+class ViewsConfig(Variants, abc.ABC):
+    """How sampled indices become model inputs."""
+
+    @abc.abstractmethod
+    def build(self, config: ExperimentConfig, train: Any, method: Method) -> Views:
+        """The views step for ``train``, fitted to ``method`` (its receptive field, its tokenizer)."""
+
+
+class MissingLabels(ConfigError):
+    """The data lacks what an evaluation needs (labels, a held-out part); the message says what."""
+
+
+class Evaluator(abc.ABC):
+    """An evaluation prepared for one experiment (built before training, so its errors come first)."""
+
+    def during_training(self, method: Method) -> dict[str, float]:
+        """Scores logged every ``train.eval_every`` steps; default: none."""
+        return {}
+
+    @property
+    def online(self) -> bool:
+        """Whether :meth:`during_training` is overridden (the Trainer calls it only then)."""
+        return type(self).during_training is not Evaluator.during_training
+
+    @abc.abstractmethod
+    def results(self, trained: Method, untrained: Method) -> dict[str, dict[str, float]]:
+        """The table ``{representation: {score: value}}``: the trained method against baselines."""
+
+    def figures(self, trained: Method, output: Path) -> list[Path]:
+        """Figures written into ``output`` after the results; default: none."""
+        return []
+
+
+class EvaluationConfig(Variants, abc.ABC):
+    """What the trained representation is measured by; one registered variant per evaluation."""
+
+    @abc.abstractmethod
+    def evaluator(self, experiment: Experiment) -> Evaluator | None:
+        """The evaluator for ``experiment`` (``None``: nothing to evaluate); raises :class:`MissingLabels`
+        when the data cannot support it."""
+
+
+@EvaluationConfig.register("none")
+@dataclass
+class NoEvaluation(EvaluationConfig):
+    """Train and save only."""
+
+    name: str = "none"
+
+    def evaluator(self, experiment: Experiment) -> None:
+        return None
 
 
 @dataclass
 class ExperimentConfig:
-    """A whole run: what data, presented how, encoded by what, trained how, evaluated how."""
+    """A whole run: what data, presented how, encoded by what, trained how, evaluated how.
+
+    ``evaluation`` ``None`` (the section left out) runs the data's default
+    evaluation when the data has what it needs (labels, a held-out part) and
+    otherwise only trains and saves; a given section must be satisfiable.
+    """
 
     data: DataConfig
     views: ViewsConfig
     encoder: EncoderConfig
     method: MethodConfig
     train: TrainerConfig = field(default_factory=TrainerConfig)
-    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    evaluation: EvaluationConfig | None = None
 
     def run_settings(self) -> dict[str, Any]:
         """The sections that define the trained model besides ``train`` (data, views, encoder, method), as plain values.
@@ -59,3 +176,12 @@ class ExperimentConfig:
         written with other values (see :class:`~contrastive_seq.training.trainer.Trainer`).
         """
         return {name: to_mapping(getattr(self, name)) for name in ("data", "views", "encoder", "method")}
+
+
+def require_section(config: ExperimentConfig, section: str, *kinds: type, needed_by: str) -> None:
+    """Refuse ``config.<section>`` unless it is one of ``kinds``: a :class:`ConfigError` naming the section and the choices."""
+    value = getattr(config, section)
+    if not isinstance(value, kinds):
+        names = [kind.__dataclass_fields__["name"].default for kind in kinds]
+        raise ConfigError(f"{needed_by} needs {section}.name in {names}, got {getattr(value, 'name', value)!r}")
+

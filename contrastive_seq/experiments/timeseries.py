@@ -1,55 +1,52 @@
-"""Neural time series (CEBRA-style): the synthetic place-cell data, window views, offset encoders and the run.
+"""The neural time-series domain (CEBRA-style): recordings, window views, offset encoders, CEBRA and ``decoding``.
 
-``contrastive-seq train configs/cebra_place_cells.yaml`` reaches
-:func:`run_timeseries_experiment` through
-:func:`~contrastive_seq.experiments.run.experiment_runner`: it trains on the
-first part of the recording, then kNN-decodes position and run direction on
-the held-out last part of the recording from the trained embedding, a
-random (untrained) encoder and the raw neural data, prints the table and
-writes ``results.json``, ``embedding.png`` (held-out embedding coloured by
-position and by direction) and ``loss.png`` to ``train.output_dir``.
+``contrastive-seq train configs/cebra_place_cells.yaml`` trains on the first
+part of the synthetic place-cell recording, then kNN-decodes position and
+run direction on the held-out last part from the trained embedding, a random
+(untrained) encoder and the raw neural data, and writes ``embedding.png``
+(held-out embedding coloured by position in metres and by direction) next
+to the run's other files.
 
 Which pairs are drawn follows from ``method.behaviour`` exactly as in the
 estimator (:func:`~contrastive_seq.estimator.cebra_sampler`): ``none`` (time
 contrastive), ``continuous`` (position and direction as continuous
 variables), ``discrete`` (direction), ``mixed`` (direction, then the nearest
-position); ``method.hybrid`` adds the time loss. Of the ``evaluation``
-section only ``knn_k`` applies.
+position); ``method.hybrid`` adds the time loss.
 """
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from torch import nn
 
-from contrastive_seq import distributed
+from contrastive_seq.config import ConfigError
 from contrastive_seq.data.recording import Recording
-from contrastive_seq.data.synthetic import synthetic_place_cells
-from contrastive_seq.estimator import DISTANCES, cebra_loss, cebra_sampler
-from contrastive_seq.evaluation.decoding import knn_decode
-from contrastive_seq.experiments.run import experiment_runner, report_results
 from contrastive_seq.experiments.sections import (
     DataConfig,
+    DataSplit,
     EncoderConfig,
+    EvaluationConfig,
+    Evaluator,
     ExperimentConfig,
     MethodConfig,
+    MissingLabels,
     ViewsConfig,
+    as_float_tensor,
+    require_section,
 )
-from contrastive_seq.methods.cebra import CEBRA
-from contrastive_seq.models.timeseries import (
-    TIME_SERIES_ENCODERS,
-    TimeSeriesEncoder,
-    make_time_series_encoder,
-)
-from contrastive_seq.plotting import plot_embedding, plot_loss
-from contrastive_seq.training.trainer import Trainer
-from contrastive_seq.views.windows import WindowViews
+from contrastive_seq.models.timeseries import TIME_SERIES_ENCODERS, TimeSeriesEncoder
+
+if TYPE_CHECKING:
+    from contrastive_seq.experiments.run import Experiment
+    from contrastive_seq.methods.base import Method
+    from contrastive_seq.sampling.base import Sampler
+    from contrastive_seq.views.base import Views
 
 
 def _require_positive(section: object, *names: str) -> None:
@@ -59,14 +56,38 @@ def _require_positive(section: object, *names: str) -> None:
             raise ValueError(f"{name} must be > 0, got {getattr(section, name)!r}")
 
 
+@dataclass
+class LabelMeaning:
+    """What a recording's labels mean, for decoding scores and figures.
+
+    Attributes:
+        continuous: ``{name: (column, scale, unit)}``: column of ``continuous`` to
+            decode, the factor to its unit, and the unit (``"m"``).
+        discrete: name of the ``discrete`` labels (``None``: not decoded).
+        classes: a name per discrete value (``("leftward", "rightward")``).
+    """
+
+    continuous: dict[str, tuple[int, float, str]] = field(default_factory=dict)
+    discrete: str | None = None
+    classes: tuple[str, ...] | None = None
+
+
+@dataclass
+class RecordingSplit(DataSplit):
+    """Train and held-out :class:`Recording` parts, and what their labels mean."""
+
+    meaning: LabelMeaning = field(default_factory=LabelMeaning)
+
+
 @DataConfig.register("synthetic_place_cells")
 @dataclass
 class SyntheticPlaceCellsData(DataConfig):
     """:func:`~contrastive_seq.data.synthetic.synthetic_place_cells`, the last ``test_fraction`` of time held out.
 
-    ``track_length_m`` converts the track's ``[0, 1]`` positions to metres for the reported error.
+    ``track_length_m`` converts the track's ``[0, 1]`` positions to metres for scores and figures.
     """
 
+    evaluation: ClassVar[str] = "decoding"
     name: str = "synthetic_place_cells"
     num_neurons: int = 40
     num_timepoints: int = 10_000
@@ -82,56 +103,19 @@ class SyntheticPlaceCellsData(DataConfig):
         if not self.track_length_m > 0:
             raise ValueError(f"track_length_m must be > 0, got {self.track_length_m}")
 
+    def build(self, config: ExperimentConfig) -> RecordingSplit:
+        from contrastive_seq.data.synthetic import synthetic_place_cells
 
-@ViewsConfig.register("windows")
-@dataclass
-class WindowViewsConfig(ViewsConfig):
-    """The window of the encoder's receptive field around each sampled time point (no options: the encoder sets it)."""
+        recording = synthetic_place_cells(
+            self.num_neurons, self.num_timepoints, seed=self.seed, lap_timepoints=self.lap_timepoints
+        )
+        train, test = split_in_time(recording, self.test_fraction)
+        meaning = LabelMeaning({"position": (0, self.track_length_m, "m")}, "direction", ("leftward", "rightward"))
+        return RecordingSplit(train, test, (train.num_channels,), meaning)
 
-    name: str = "windows"
-
-
-@EncoderConfig.register("offset")
-@dataclass
-class OffsetEncoderConfig(EncoderConfig):
-    """A time-series encoder of :data:`~contrastive_seq.models.timeseries.TIME_SERIES_ENCODERS` (``offset10``, ...)."""
-
-    name: str = "offset"
-    architecture: str = "offset10"
-    hidden_dim: int = 32
-    output_dim: int = 3
-
-    def __post_init__(self) -> None:
-        if self.architecture not in TIME_SERIES_ENCODERS:
-            raise ValueError(f"architecture must be one of {sorted(TIME_SERIES_ENCODERS)}, got {self.architecture!r}")
-        _require_positive(self, "hidden_dim", "output_dim")
-
-
-@MethodConfig.register("cebra")
-@dataclass
-class CEBRAMethodConfig(MethodConfig):
-    """CEBRA: what to pair (``behaviour``, ``conditional``, ``time_offsets``, ``delta``, ``hybrid``) and the loss.
-
-    Parameters mean what the estimator's of the same name mean
-    (:class:`~contrastive_seq.estimator.ContrastiveEmbedding`).
-    """
-
-    name: str = "cebra"
-    behaviour: Literal["none", "continuous", "discrete", "mixed"] = "continuous"
-    conditional: Literal["time_delta", "delta"] = "time_delta"
-    time_offsets: int = 10
-    delta: float = 0.1
-    hybrid: bool = False
-    distance: Literal["cosine", "euclidean", "dot"] = "cosine"
-    temperature: float = 1.0
-    temperature_mode: Literal["constant", "auto"] = "constant"
-    min_temperature: float = 0.1
-    num_negatives: int | None = None
-
-    def __post_init__(self) -> None:
-        _require_positive(self, "time_offsets", "delta", "temperature", "min_temperature")
-        if self.num_negatives is not None:
-            _require_positive(self, "num_negatives")
+    def samples(self, part: Recording) -> torch.Tensor:
+        """The neural data ``(T, channels)`` of one part."""
+        return part.neural
 
 
 def split_in_time(recording: Recording, test_fraction: float) -> tuple[Recording, Recording]:
@@ -160,142 +144,190 @@ def with_behaviour(recording: Recording, behaviour: str) -> Recording:
     return Recording(recording.neural, continuous, discrete, name=recording.name)
 
 
-def place_decoding_scores(
-    train_embedding: np.ndarray,
-    train: Recording,
-    test_embedding: np.ndarray,
-    test: Recording,
-    k: int,
-    metric: str,
-    track_length_m: float,
-) -> dict[str, float]:
-    """kNN decoding of position (R², median absolute error in metres) and direction (accuracy) on held-out time.
+@ViewsConfig.register("windows")
+@dataclass
+class WindowViewsConfig(ViewsConfig):
+    """The window of the encoder's receptive field around each sampled time point (no options: the encoder sets it)."""
 
-    Embeddings are ``(T_train, D)`` and ``(T_test, D)``; the recordings carry
-    ``continuous[:, 0]`` = position in ``[0, 1]`` and ``discrete`` = direction.
+    name: str = "windows"
+
+    def build(self, config: ExperimentConfig, train: Any, method: Method) -> Views:
+        from contrastive_seq.views.windows import WindowViews
+
+        return WindowViews.for_encoder(method.encoder)
+
+
+@EncoderConfig.register("offset")
+@dataclass
+class OffsetEncoderConfig(EncoderConfig):
+    """A time-series encoder of :data:`~contrastive_seq.models.timeseries.TIME_SERIES_ENCODERS` (``offset10``, ...).
+
+    Its output is normalised when ``method.distance`` is ``cosine``.
     """
-    position = knn_decode(train_embedding, train.continuous[:, 0], test_embedding, test.continuous[:, 0], k, metric)
-    direction = knn_decode(train_embedding, train.discrete, test_embedding, test.discrete, k, metric)
-    return {
-        "position_r2": position["r2"],
-        "position_median_error_m": position["median_absolute_error"] * track_length_m,
-        "direction_accuracy": direction["accuracy"],
-    }
+
+    name: str = "offset"
+    architecture: str = "offset10"
+    hidden_dim: int = 32
+    output_dim: int = 3
+
+    def __post_init__(self) -> None:
+        if self.architecture not in TIME_SERIES_ENCODERS:
+            raise ValueError(f"architecture must be one of {sorted(TIME_SERIES_ENCODERS)}, got {self.architecture!r}")
+        _require_positive(self, "hidden_dim", "output_dim")
+
+    def build(self, config: ExperimentConfig, sample_shape: tuple[int, ...]) -> nn.Module:
+        from contrastive_seq.models.timeseries import make_time_series_encoder
+
+        require_section(config, "method", CEBRAMethodConfig, needed_by="encoder 'offset'")
+        if len(sample_shape) != 1:
+            raise ConfigError(f"encoder 'offset' needs time points of shape (channels,), got {sample_shape}")
+        return make_time_series_encoder(
+            self.architecture,
+            sample_shape[0],
+            self.output_dim,
+            hidden_dim=self.hidden_dim,
+            normalize=config.method.distance == "cosine",
+        )
+
+    def embed(self, encoder: nn.Module, inputs: Any, batch_size: int) -> Iterator[np.ndarray]:
+        """Every time point of one recording ``(T, channels)``, ``batch_size`` time points at a time.
+
+        Each chunk is embedded with its receptive field's margin of real
+        neighbours, so the rows equal one pass over the whole recording.
+        """
+        left, right = encoder.left_context, encoder.right_context
+        device = next(encoder.parameters()).device
+        with torch.no_grad():
+            for start in range(0, len(inputs), batch_size):
+                stop = min(start + batch_size, len(inputs))
+                first, last = max(0, start - left), min(len(inputs), stop + right)
+                window = as_float_tensor(inputs[first:last]).to(device)
+                rows = encoder.embed_sequence(window)[start - first : start - first + stop - start]
+                yield rows.float().cpu().numpy()
 
 
-def embed(encoder: TimeSeriesEncoder, recording: Recording) -> np.ndarray:
+@MethodConfig.register("cebra")
+@dataclass
+class CEBRAMethodConfig(MethodConfig):
+    """CEBRA: what to pair (``behaviour``, ``conditional``, ``time_offsets``, ``delta``, ``hybrid``) and the loss.
+
+    Parameters mean what the estimator's of the same name mean
+    (:class:`~contrastive_seq.estimator.ContrastiveEmbedding`).
+    """
+
+    name: str = "cebra"
+    behaviour: Literal["none", "continuous", "discrete", "mixed"] = "continuous"
+    conditional: Literal["time_delta", "delta"] = "time_delta"
+    time_offsets: int = 10
+    delta: float = 0.1
+    hybrid: bool = False
+    distance: Literal["cosine", "euclidean", "dot"] = "cosine"
+    temperature: float = 1.0
+    temperature_mode: Literal["constant", "auto"] = "constant"
+    min_temperature: float = 0.1
+    num_negatives: int | None = None
+
+    def __post_init__(self) -> None:
+        _require_positive(self, "time_offsets", "delta", "temperature", "min_temperature")
+        if self.num_negatives is not None:
+            _require_positive(self, "num_negatives")
+
+    def build(self, config: ExperimentConfig, encoder: nn.Module, train: Any) -> tuple[Method, Sampler]:
+        from contrastive_seq.estimator import cebra_loss, cebra_sampler
+        from contrastive_seq.methods.cebra import CEBRA
+
+        if not isinstance(train, Recording):
+            raise ConfigError(f"method 'cebra' needs a recording as data, got {type(train).__name__}")
+        if len(train) < encoder.receptive_field + self.time_offsets:
+            raise ConfigError(
+                f"data: the training part has {len(train)} time points, fewer than the receptive field "
+                f"{encoder.receptive_field} plus method.time_offsets={self.time_offsets}"
+            )
+        loss = cebra_loss(self.distance, self.temperature, self.temperature_mode, self.min_temperature)
+        sampler = cebra_sampler(
+            [with_behaviour(train, self.behaviour)],
+            conditional=self.conditional,
+            delta=self.delta,
+            time_offsets=self.time_offsets,
+            hybrid=self.hybrid,
+            left_context=encoder.left_context,
+            right_context=encoder.right_context,
+            num_negatives=self.num_negatives,
+        )
+        return CEBRA(encoder, loss, hybrid=self.hybrid), sampler
+
+
+@EvaluationConfig.register("decoding")
+@dataclass
+class DecodingEvaluation(EvaluationConfig):
+    """kNN decoding of the held-out part's labels (R² and median error in the labels' unit; accuracy).
+
+    Rows: the raw neural data, the random (untrained) encoder and the trained one.
+    """
+
+    name: str = "decoding"
+    knn_k: int = 10
+
+    def evaluator(self, experiment: Experiment) -> Evaluator:
+        split = experiment.data
+        if not isinstance(split, RecordingSplit) or split.test is None:
+            raise MissingLabels("evaluation 'decoding' needs a recording with a held-out part")
+        meaning = split.meaning
+        if not meaning.continuous and meaning.discrete is None:
+            raise MissingLabels("evaluation 'decoding' needs labels (continuous or discrete) on the recording")
+        return DecodingEvaluator(self.knn_k, split, experiment.config)
+
+
+def embed_recording(encoder: TimeSeriesEncoder, recording: Recording) -> np.ndarray:
     """The embedding ``(T, D)`` of every time point of an in-memory recording, on the CPU."""
     encoder = encoder.to("cpu").eval()
     with torch.no_grad():
         return encoder.embed_sequence(recording.neural).numpy()
 
 
-@dataclass
-class TimeSeriesExperiment:
-    """The parts :func:`run_timeseries_experiment` trains and evaluates."""
+class DecodingEvaluator(Evaluator):
+    """:class:`DecodingEvaluation` of one recording split."""
 
-    method: CEBRA
-    sampler: object
-    views: WindowViews
-    train: Recording
-    test: Recording
+    def __init__(self, knn_k: int, split: RecordingSplit, config: ExperimentConfig):
+        self.k, self.train, self.test, self.meaning = knn_k, split.train, split.test, split.meaning
+        self.metric = "cosine" if getattr(config.method, "distance", "cosine") == "cosine" else "euclidean"
+        self.trained_row = f"{config.method.name} (trained)"
 
+    def scores(self, train_x: np.ndarray, test_x: np.ndarray, metric: str) -> dict[str, float]:
+        """Decoding scores of embeddings ``(T_train, D)`` and ``(T_test, D)``."""
+        from contrastive_seq.evaluation.decoding import knn_decode
 
-def build_timeseries_experiment(config: ExperimentConfig) -> TimeSeriesExperiment:
-    """Data split in time, offset encoder, CEBRA with the loss and the sampler its behaviour labels call for."""
-    data, encoder_config, method_config = config.data, config.encoder, config.method
-    recording = synthetic_place_cells(
-        data.num_neurons, data.num_timepoints, seed=data.seed, lap_timepoints=data.lap_timepoints
-    )
-    train, test = split_in_time(recording, data.test_fraction)
-    encoder = make_time_series_encoder(
-        encoder_config.architecture,
-        train.num_channels,
-        encoder_config.output_dim,
-        hidden_dim=encoder_config.hidden_dim,
-        normalize=DISTANCES[method_config.distance][1],
-    )
-    if len(train) < encoder.receptive_field + method_config.time_offsets:
-        raise ValueError(
-            f"data: the training part has {len(train)} time points, fewer than the receptive field "
-            f"{encoder.receptive_field} plus method.time_offsets={method_config.time_offsets}"
-        )
-    loss = cebra_loss(
-        method_config.distance, method_config.temperature, method_config.temperature_mode, method_config.min_temperature
-    )
-    sampler = cebra_sampler(
-        [with_behaviour(train, method_config.behaviour)],
-        conditional=method_config.conditional,
-        delta=method_config.delta,
-        time_offsets=method_config.time_offsets,
-        hybrid=method_config.hybrid,
-        left_context=encoder.left_context,
-        right_context=encoder.right_context,
-        num_negatives=method_config.num_negatives,
-    )
-    method = CEBRA(encoder, loss, hybrid=method_config.hybrid)
-    return TimeSeriesExperiment(method, sampler, WindowViews.for_encoder(encoder), train, test)
+        scores = {}
+        for name, (column, scale, unit) in self.meaning.continuous.items():
+            target = (self.train.continuous[:, column], self.test.continuous[:, column])
+            decoded = knn_decode(train_x, target[0], test_x, target[1], self.k, metric)
+            scores[f"{name}_r2"] = decoded["r2"]
+            scores[f"{name}_median_error_{unit}"] = decoded["median_absolute_error"] * scale
+        if self.meaning.discrete is not None:
+            decoded = knn_decode(train_x, self.train.discrete, test_x, self.test.discrete, self.k, metric)
+            scores[f"{self.meaning.discrete}_accuracy"] = decoded["accuracy"]
+        return scores
 
+    def results(self, trained: Method, untrained: Method) -> dict[str, dict[str, float]]:
+        def embedded(method: Method) -> dict[str, float]:
+            encoder = method.encoder
+            return self.scores(embed_recording(encoder, self.train), embed_recording(encoder, self.test), self.metric)
 
-def save_figures(output: Path, embedding: np.ndarray, test: Recording, history: list[dict]) -> None:
-    """``embedding.png`` (held-out embedding by position and by direction) and ``loss.png`` in ``output``."""
-    dims = (0, 1, 2) if embedding.shape[1] >= 3 else (0, 1)
-    projection = "3d" if len(dims) == 3 else None
-    figure = plt.figure(figsize=(11, 4.5))
-    for column, (labels, name) in enumerate(((test.continuous[:, 0], "position"), (test.discrete, "direction"))):
-        ax = figure.add_subplot(1, 2, column + 1, projection=projection)
-        plot_embedding(embedding, labels, dims=dims, ax=ax, label_name=name)
-        ax.set_title(f"held-out embedding, coloured by {name}")
-    figure.tight_layout()
-    figure.savefig(output / "embedding.png", dpi=120)
-    plt.close(figure)
-    ax = plot_loss(history)
-    ax.set_title("training loss (InfoNCE)")
-    ax.figure.savefig(output / "loss.png", dpi=120)
-    plt.close(ax.figure)
+        return {
+            "raw neural": self.scores(self.train.neural.numpy(), self.test.neural.numpy(), "euclidean"),
+            "random encoder": embedded(untrained),
+            self.trained_row: embedded(trained),
+        }
 
+    def figures(self, trained: Method, output: Path) -> list[Path]:
+        """``embedding.png``: the held-out embedding coloured by each decoded label, in its unit or class names."""
+        from contrastive_seq.plotting import plot_embedding_panels
 
-@experiment_runner.register
-def _(method_config: CEBRAMethodConfig):
-    return run_timeseries_experiment
-
-
-def run_timeseries_experiment(config: ExperimentConfig) -> dict[str, dict[str, float]]:
-    """Train CEBRA on the first part of the recording; decode held-out position and direction against baselines.
-
-    Returns ``{representation: {"position_r2", "position_median_error_m", "direction_accuracy"}}``
-    for ``raw neural``, ``random encoder`` and ``cebra (trained)``; on rank 0
-    prints the table and writes ``results.json``, ``embedding.png`` and
-    ``loss.png`` to ``train.output_dir`` (when set).
-    """
-    torch.manual_seed(config.train.seed)
-    experiment = build_timeseries_experiment(config)
-    untrained = copy.deepcopy(experiment.method.encoder)
-    trainer = Trainer(
-        experiment.method,
-        config.train,
-        experiment.train,
-        experiment.sampler,
-        experiment.views,
-        run_settings=config.run_settings(),
-    )
-    trainer.fit()
-    if distributed.rank() != 0:
-        return {}
-    train, test = experiment.train, experiment.test
-    metric = "cosine" if DISTANCES[config.method.distance][1] else "euclidean"
-    k, track = config.evaluation.knn_k, config.data.track_length_m
-    trained_test = embed(experiment.method.encoder, test)
-    results = {
-        "raw neural": place_decoding_scores(
-            train.neural.numpy(), train, test.neural.numpy(), test, k, "euclidean", track
-        ),
-        "random encoder": place_decoding_scores(embed(untrained, train), train, embed(untrained, test), test, k, metric, track),
-        f"{config.method.name} (trained)": place_decoding_scores(
-            embed(experiment.method.encoder, train), train, trained_test, test, k, metric, track
-        ),
-    }
-    output = report_results(config, results)
-    if output is not None:
-        save_figures(output, trained_test, test, trainer.history)
-    return results
+        embedding = embed_recording(trained.encoder, self.test)
+        panels = [
+            (self.test.continuous[:, column] * scale, f"{name} ({unit})", None)
+            for name, (column, scale, unit) in self.meaning.continuous.items()
+        ]
+        if self.meaning.discrete is not None:
+            panels.append((self.test.discrete, self.meaning.discrete, self.meaning.classes))
+        return [plot_embedding_panels(embedding, panels, output / "embedding.png", "held-out embedding")]

@@ -1,44 +1,76 @@
-"""Vision variants: Fashion-MNIST, image folders and HDF5 images; BYOL and multi-crop views;
-torchvision backbones; MoCo, BYOL, DINO and SupCon, with their builders.
+"""The image domain: image data (digits, Fashion-MNIST, image folders, HDF5 images), augmentation views,
+image encoders, the image SSL methods (SimCLR, MoCo, BYOL, DINO, SupCon) and the ``probes`` evaluation.
 
-SimCLR, the ``image_augmentation`` views and the ``small_cnn`` encoder live in
-:mod:`contrastive_seq.experiments.images`; every variant here combines with them.
+Every variant here combines with every other; heavy dependencies
+(torchvision, scikit-learn) are imported by the builders when they run.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
+from contrastive_seq.config import ConfigError
 from contrastive_seq.data.arrays import ArrayDataset
-from contrastive_seq.data.fashion_mnist import DEFAULT_ROOT, load_fashion_mnist
-from contrastive_seq.data.hdf5_images import load_hdf5_images
-from contrastive_seq.data.image_folder import load_image_folder
-from contrastive_seq.experiments.build import build_data, build_encoder, build_method, build_views
-from contrastive_seq.experiments.sections import DataConfig, EncoderConfig, MethodConfig, ViewsConfig
-from contrastive_seq.losses.byol import BYOLLoss
-from contrastive_seq.losses.dino import DINOLoss
-from contrastive_seq.losses.moco import MoCoLoss
-from contrastive_seq.losses.supcon import SupCon as SupConLoss
-from contrastive_seq.methods.base import Method
-from contrastive_seq.methods.byol import BYOL
-from contrastive_seq.methods.dino import DINO
-from contrastive_seq.methods.moco import MoCo
-from contrastive_seq.methods.supcon import SupCon
-from contrastive_seq.models.backbones import image_backbone
-from contrastive_seq.models.dino_head import DINOHead
-from contrastive_seq.models.heads import MLPHead
-from contrastive_seq.sampling.augmentation import AugmentationSampler
-from contrastive_seq.sampling.base import Sampler
-from contrastive_seq.sampling.same_class import SameClassSampler
-from contrastive_seq.views.base import Views
-from contrastive_seq.views.image import byol_augmentations, multicrop_augmentations
-from contrastive_seq.views.multicrop import MultiCropViews
+from contrastive_seq.data.fashion_mnist import DEFAULT_ROOT
+from contrastive_seq.experiments.sections import (
+    DataConfig,
+    DataSplit,
+    EncoderConfig,
+    EvaluationConfig,
+    Evaluator,
+    ExperimentConfig,
+    MethodConfig,
+    MissingLabels,
+    ViewsConfig,
+)
+
+if TYPE_CHECKING:
+    from contrastive_seq.experiments.run import Experiment
+    from contrastive_seq.methods.base import Method
+    from contrastive_seq.sampling.base import Sampler
+    from contrastive_seq.views.base import Views
 
 # ----------------------------------------------------------------------------- data
+
+
+def _split(data: ArrayDataset, fraction: float, seed: int, key: str) -> tuple[ArrayDataset, ArrayDataset]:
+    if not 0 < fraction < 1:
+        raise ConfigError(f"data.{key} must lie in (0, 1), got {fraction!r}")
+    return data.split(fraction, seed=seed)
+
+
+def _images(train: ArrayDataset, test: ArrayDataset) -> DataSplit:
+    return DataSplit(train, test, tuple(train.inputs.shape[1:]))
+
+
+@DataConfig.register("digits")
+@dataclass
+class DigitsData(DataConfig):
+    """scikit-learn's 8x8 digits, with a seeded held-out split for evaluation."""
+
+    evaluation: ClassVar[str] = "probes"
+    name: str = "digits"
+    test_fraction: float = 0.25
+    split_seed: int = 0
+
+    def build(self, config: ExperimentConfig) -> DataSplit:
+        from contrastive_seq.data.digits import load_digits
+
+        return _images(*_split(load_digits(), self.test_fraction, self.split_seed, "test_fraction"))
+
+
+def _subset(data: ArrayDataset, size: int | None, seed: int, key: str) -> ArrayDataset:
+    """``size`` samples of ``data`` drawn without replacement by a seeded permutation (all when ``None``)."""
+    if size is None:
+        return data
+    if isinstance(size, bool) or not 1 <= size <= len(data):
+        raise ConfigError(f"data.{key} must be null or an int in [1, {len(data)}], got {size!r}")
+    rows = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:size]
+    return ArrayDataset(data.inputs[rows], None if data.labels is None else data.labels[rows])
 
 
 @DataConfig.register("fashion_mnist")
@@ -46,11 +78,19 @@ from contrastive_seq.views.multicrop import MultiCropViews
 class FashionMNISTData(DataConfig):
     """Fashion-MNIST's official split (60,000 / 10,000), optionally a seeded random subset of each."""
 
+    evaluation: ClassVar[str] = "probes"
     name: str = "fashion_mnist"
     root: str = str(DEFAULT_ROOT)
     train_subset: int | None = None
     test_subset: int | None = None
     subset_seed: int = 0
+
+    def build(self, config: ExperimentConfig) -> DataSplit:
+        from contrastive_seq.data.fashion_mnist import load_fashion_mnist
+
+        train = _subset(load_fashion_mnist("train", self.root), self.train_subset, self.subset_seed, "train_subset")
+        test = _subset(load_fashion_mnist("test", self.root), self.test_subset, self.subset_seed, "test_subset")
+        return _images(train, test)
 
 
 @DataConfig.register("image_folder")
@@ -58,6 +98,7 @@ class FashionMNISTData(DataConfig):
 class ImageFolderData(DataConfig):
     """Class folders (``root/<class>/<image>``); a test folder, or a seeded fraction held out."""
 
+    evaluation: ClassVar[str] = "probes"
     name: str = "image_folder"
     root: str = ""
     test_root: str | None = None
@@ -66,64 +107,82 @@ class ImageFolderData(DataConfig):
     image_size: int = 64
     channels: int = 3
 
+    def build(self, config: ExperimentConfig) -> DataSplit:
+        from contrastive_seq.data.image_folder import load_image_folder
+
+        train, _ = load_image_folder(self.root, self.image_size, self.channels)
+        if self.test_root is None:
+            return _images(*_split(train, self.test_fraction, self.split_seed, "test_fraction"))
+        test, _ = load_image_folder(self.test_root, self.image_size, self.channels)
+        return _images(train, test)
+
 
 @DataConfig.register("hdf5_images")
 @dataclass
 class HDF5ImagesData(DataConfig):
     """HDF5 files with ``images (n, C, H, W)`` and ``labels (n,)``; a test file, or a seeded fraction held out."""
 
+    evaluation: ClassVar[str] = "probes"
     name: str = "hdf5_images"
     path: str = ""
     test_path: str | None = None
     test_fraction: float = 0.2
     split_seed: int = 0
 
+    def build(self, config: ExperimentConfig) -> DataSplit:
+        from contrastive_seq.data.hdf5_images import load_hdf5_images
 
-def _subset(data: ArrayDataset, size: int | None, seed: int, key: str) -> ArrayDataset:
-    """``size`` samples of ``data`` drawn without replacement by a seeded permutation (all when ``None``)."""
-    if size is None:
-        return data
-    if isinstance(size, bool) or not 1 <= size <= len(data):
-        raise ValueError(f"{key} must be None or an int in [1, {len(data)}], got {size!r}")
-    rows = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:size]
-    return ArrayDataset(data.inputs[rows], None if data.labels is None else data.labels[rows])
-
-
-@build_data.register
-def _(config: FashionMNISTData) -> tuple[ArrayDataset, ArrayDataset]:
-    train = _subset(load_fashion_mnist("train", config.root), config.train_subset, config.subset_seed, "train_subset")
-    test = _subset(load_fashion_mnist("test", config.root), config.test_subset, config.subset_seed, "test_subset")
-    return train, test
-
-
-@build_data.register
-def _(config: ImageFolderData) -> tuple[ArrayDataset, ArrayDataset]:
-    train, _ = load_image_folder(config.root, config.image_size, config.channels)
-    if config.test_root is None:
-        return train.split(config.test_fraction, seed=config.split_seed)
-    test, _ = load_image_folder(config.test_root, config.image_size, config.channels)
-    return train, test
-
-
-@build_data.register
-def _(config: HDF5ImagesData) -> tuple[ArrayDataset, ArrayDataset]:
-    train = load_hdf5_images(config.path)
-    if config.test_path is None:
-        return train.split(config.test_fraction, seed=config.split_seed)
-    return train, load_hdf5_images(config.test_path)
+        train = load_hdf5_images(self.path)
+        if self.test_path is None:
+            return _images(*_split(train, self.test_fraction, self.split_seed, "test_fraction"))
+        return _images(train, load_hdf5_images(self.test_path))
 
 
 # ----------------------------------------------------------------------------- views
 
 
-def _image_geometry(data: ArrayDataset, views: str) -> tuple[int, int]:
+def _image_geometry(data: object, views: str) -> tuple[int, int]:
     """``(channels, side)`` of the square images ``(n, C, H, W)`` of ``data``."""
-    if data.inputs.dim() != 4:
-        raise ValueError(f"{views} views need images (n, C, H, W), got data of shape {tuple(data.inputs.shape)}")
-    channels, height, width = data.inputs.shape[1:]
+    inputs = getattr(data, "inputs", None)
+    if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4:
+        raise ConfigError(f"{views} needs images (n, C, H, W), got data of shape {tuple(getattr(inputs, 'shape', ()))}")
+    channels, height, width = inputs.shape[1:]
     if height != width:
-        raise ValueError(f"{views} views need square images, got {height}x{width}")
+        raise ConfigError(f"{views} needs square images, got {height}x{width}")
     return channels, height
+
+
+@ViewsConfig.register("image_augmentation")
+@dataclass
+class ImageAugmentationViews(ViewsConfig):
+    """The SimCLR augmentation recipe (see :func:`contrastive_seq.views.image.simclr_augmentation`)."""
+
+    name: str = "image_augmentation"
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    flip: bool = True
+    jitter_strength: float = 1.0
+    jitter_probability: float = 0.8
+    grayscale_probability: float = 0.2
+    blur_probability: float = 0.5
+    solarize_probability: float = 0.0
+
+    def build(self, config: ExperimentConfig, train: Any, method: Method) -> Views:
+        from contrastive_seq.views.base import TransformedViews
+        from contrastive_seq.views.image import simclr_augmentation
+
+        channels, size = _image_geometry(train, "views 'image_augmentation'")
+        transform = simclr_augmentation(
+            size=size,
+            channels=channels,
+            crop_scale=self.crop_scale,
+            flip=self.flip,
+            jitter_strength=self.jitter_strength,
+            jitter_probability=self.jitter_probability,
+            grayscale_probability=self.grayscale_probability,
+            blur_probability=self.blur_probability,
+            solarize_probability=self.solarize_probability,
+        )
+        return TransformedViews(transform)
 
 
 @ViewsConfig.register("byol_augmentation")
@@ -139,6 +198,24 @@ class BYOLViews(ViewsConfig):
     grayscale_probability: float = 0.2
     blur_probabilities: tuple[float, float] = (1.0, 0.1)
     solarize_probabilities: tuple[float, float] = (0.0, 0.2)
+
+    def build(self, config: ExperimentConfig, train: Any, method: Method) -> Views:
+        from contrastive_seq.views.image import byol_augmentations
+        from contrastive_seq.views.multicrop import MultiCropViews
+
+        channels, size = _image_geometry(train, "views 'byol_augmentation'")
+        transforms = byol_augmentations(
+            size,
+            channels,
+            self.crop_scale,
+            self.flip,
+            self.jitter_strength,
+            self.jitter_probability,
+            self.grayscale_probability,
+            self.blur_probabilities,
+            self.solarize_probabilities,
+        )
+        return MultiCropViews(transforms)
 
 
 @ViewsConfig.register("multicrop")
@@ -159,45 +236,52 @@ class MultiCropViewsConfig(ViewsConfig):
     global_solarize_probabilities: tuple[float, float] = (0.0, 0.2)
     local_blur_probability: float = 0.5
 
+    def build(self, config: ExperimentConfig, train: Any, method: Method) -> Views:
+        from contrastive_seq.views.image import multicrop_augmentations
+        from contrastive_seq.views.multicrop import MultiCropViews
 
-@build_views.register
-def _(config: BYOLViews, data: ArrayDataset) -> Views:
-    channels, size = _image_geometry(data, "byol_augmentation")
-    transforms = byol_augmentations(
-        size,
-        channels,
-        config.crop_scale,
-        config.flip,
-        config.jitter_strength,
-        config.jitter_probability,
-        config.grayscale_probability,
-        config.blur_probabilities,
-        config.solarize_probabilities,
-    )
-    return MultiCropViews(transforms)
-
-
-@build_views.register
-def _(config: MultiCropViewsConfig, data: ArrayDataset) -> Views:
-    channels, size = _image_geometry(data, "multicrop")
-    global_transforms, local_transform = multicrop_augmentations(
-        size,
-        config.local_size,
-        channels,
-        config.global_scale,
-        config.local_scale,
-        config.flip,
-        config.jitter_strength,
-        config.jitter_probability,
-        config.grayscale_probability,
-        config.global_blur_probabilities,
-        config.global_solarize_probabilities,
-        config.local_blur_probability,
-    )
-    return MultiCropViews(global_transforms, local_transform, config.n_local)
+        channels, size = _image_geometry(train, "views 'multicrop'")
+        global_transforms, local_transform = multicrop_augmentations(
+            size,
+            self.local_size,
+            channels,
+            self.global_scale,
+            self.local_scale,
+            self.flip,
+            self.jitter_strength,
+            self.jitter_probability,
+            self.grayscale_probability,
+            self.global_blur_probabilities,
+            self.global_solarize_probabilities,
+            self.local_blur_probability,
+        )
+        return MultiCropViews(global_transforms, local_transform, self.n_local)
 
 
 # ----------------------------------------------------------------------------- encoders
+
+
+def _image_shape(sample_shape: tuple[int, ...], encoder: str) -> tuple[int, int]:
+    """``(channels, side)`` of square image samples ``(C, H, W)``."""
+    if len(sample_shape) != 3 or sample_shape[1] != sample_shape[2]:
+        raise ConfigError(f"encoder '{encoder}' needs square images (C, H, W), got samples of shape {sample_shape}")
+    return sample_shape[0], sample_shape[1]
+
+
+@EncoderConfig.register("small_cnn")
+@dataclass
+class SmallCNNEncoder(EncoderConfig):
+    """:class:`contrastive_seq.models.SmallConvNet`."""
+
+    name: str = "small_cnn"
+    widths: tuple[int, ...] = (32, 64, 128)
+
+    def build(self, config: ExperimentConfig, sample_shape: tuple[int, ...]) -> nn.Module:
+        from contrastive_seq.models.small_cnn import SmallConvNet
+
+        if len(sample_shape) != 3:
+            raise ConfigError(f"encoder 'small_cnn' needs images (C, H, W), got samples of shape {sample_shape}")
+        return SmallConvNet(in_channels=sample_shape[0], widths=self.widths)
 
 
 @EncoderConfig.register("torchvision")
@@ -210,21 +294,53 @@ class TorchvisionEncoder(EncoderConfig):
     small_images: bool = False
     patch_size: int = 16
 
+    def build(self, config: ExperimentConfig, sample_shape: tuple[int, ...]) -> nn.Module:
+        from contrastive_seq.models.backbones import image_backbone
 
-@build_encoder.register
-def _(config: TorchvisionEncoder, data: ArrayDataset) -> nn.Module:
-    channels, size = _image_geometry(data, "torchvision encoder")
-    is_vit = config.arch.startswith("vit_")
-    return image_backbone(
-        config.arch,
-        in_channels=channels,
-        small_images=config.small_images,
-        image_size=size if is_vit else None,
-        patch_size=config.patch_size,
-    )
+        channels, size = _image_shape(sample_shape, "torchvision")
+        return image_backbone(
+            self.arch,
+            in_channels=channels,
+            small_images=self.small_images,
+            image_size=size if self.arch.startswith("vit_") else None,
+            patch_size=self.patch_size,
+        )
 
 
 # ----------------------------------------------------------------------------- methods
+
+
+def _mlp(input_dim: int, hidden_dim: int, output_dim: int) -> nn.Module:
+    from contrastive_seq.models.heads import MLPHead
+
+    return MLPHead(input_dim, hidden_dim, output_dim)
+
+
+def _augmentation_sampler(train: Any) -> Sampler:
+    from contrastive_seq.sampling.augmentation import AugmentationSampler
+
+    return AugmentationSampler(len(train))
+
+
+@MethodConfig.register("simclr")
+@dataclass
+class SimCLRMethod(MethodConfig):
+    """SimCLR: ``n_views`` augmentations per image, an MLP projection head, NT-Xent."""
+
+    name: str = "simclr"
+    temperature: float = 0.5
+    n_views: int = 2
+    projection_hidden_dim: int = 128
+    projection_dim: int = 64
+
+    def build(self, config: ExperimentConfig, encoder: nn.Module, train: Any) -> tuple[Method, Sampler]:
+        from contrastive_seq.losses.ntxent import NTXent
+        from contrastive_seq.methods.simclr import SimCLR
+        from contrastive_seq.sampling.augmentation import AugmentationSampler
+
+        projection = _mlp(encoder.output_dim, self.projection_hidden_dim, self.projection_dim)
+        method = SimCLR(encoder, projection, NTXent(temperature=self.temperature))
+        return method, AugmentationSampler(len(train), n_views=self.n_views)
 
 
 @dataclass
@@ -234,6 +350,14 @@ class MomentumConfig:
     base_momentum: float = 0.99
     final_momentum: float = 1.0
     momentum_steps: int | None = None
+
+    def momentum(self) -> dict[str, object]:
+        """The momentum keyword arguments of the methods' constructors."""
+        return {
+            "base_momentum": self.base_momentum,
+            "final_momentum": self.final_momentum,
+            "momentum_steps": self.momentum_steps,
+        }
 
 
 @MethodConfig.register("moco")
@@ -251,6 +375,25 @@ class MoCoMethod(MethodConfig, MomentumConfig):
     projection_dim: int = 128
     predictor_hidden_dim: int = 512
 
+    def build(self, config: ExperimentConfig, encoder: nn.Module, train: Any) -> tuple[Method, Sampler]:
+        from contrastive_seq.losses.moco import MoCoLoss
+        from contrastive_seq.methods.moco import MoCo
+
+        projection = _mlp(encoder.output_dim, self.projection_hidden_dim, self.projection_dim)
+        predictor = None
+        if self.predictor:
+            predictor = _mlp(self.projection_dim, self.predictor_hidden_dim, self.projection_dim)
+        method = MoCo(
+            encoder,
+            projection,
+            MoCoLoss(temperature=self.temperature),
+            predictor=predictor,
+            queue_size=self.queue_size,
+            symmetric=self.symmetric,
+            **self.momentum(),
+        )
+        return method, _augmentation_sampler(train)
+
 
 @MethodConfig.register("byol")
 @dataclass
@@ -262,6 +405,14 @@ class BYOLMethod(MethodConfig, MomentumConfig):
     projection_hidden_dim: int = 512
     projection_dim: int = 128
     predictor_hidden_dim: int = 512
+
+    def build(self, config: ExperimentConfig, encoder: nn.Module, train: Any) -> tuple[Method, Sampler]:
+        from contrastive_seq.losses.byol import BYOLLoss
+        from contrastive_seq.methods.byol import BYOL
+
+        projector = _mlp(encoder.output_dim, self.projection_hidden_dim, self.projection_dim)
+        predictor = _mlp(self.projection_dim, self.predictor_hidden_dim, self.projection_dim)
+        return BYOL(encoder, projector, predictor, BYOLLoss(), **self.momentum()), _augmentation_sampler(train)
 
 
 @MethodConfig.register("dino")
@@ -283,6 +434,30 @@ class DINOMethod(MethodConfig, MomentumConfig):
     warmup_steps: int = 0
     center_momentum: float = 0.9
 
+    def build(self, config: ExperimentConfig, encoder: nn.Module, train: Any) -> tuple[Method, Sampler]:
+        from contrastive_seq.losses.dino import DINOLoss
+        from contrastive_seq.methods.dino import DINO
+        from contrastive_seq.models.dino_head import DINOHead
+
+        head = DINOHead(
+            encoder.output_dim,
+            self.out_dim,
+            self.hidden_dim,
+            self.bottleneck_dim,
+            self.num_layers,
+            self.batch_norm,
+            self.norm_last_layer,
+        )
+        loss = DINOLoss(
+            self.out_dim,
+            self.student_temperature,
+            self.teacher_temperature,
+            self.warmup_teacher_temperature,
+            self.warmup_steps,
+            self.center_momentum,
+        )
+        return DINO(encoder, head, loss, **self.momentum()), _augmentation_sampler(train)
+
 
 @MethodConfig.register("supcon")
 @dataclass
@@ -295,68 +470,83 @@ class SupConMethod(MethodConfig):
     projection_hidden_dim: int = 512
     projection_dim: int = 128
 
+    def build(self, config: ExperimentConfig, encoder: nn.Module, train: Any) -> tuple[Method, Sampler]:
+        from contrastive_seq.losses.supcon import SupCon as SupConLoss
+        from contrastive_seq.methods.supcon import SupCon
+        from contrastive_seq.sampling.same_class import SameClassSampler
 
-def _momentum(config: MomentumConfig) -> dict[str, object]:
-    return {
-        "base_momentum": config.base_momentum,
-        "final_momentum": config.final_momentum,
-        "momentum_steps": config.momentum_steps,
-    }
-
-
-@build_method.register
-def _(config: MoCoMethod, encoder: nn.Module, data: ArrayDataset) -> tuple[Method, Sampler]:
-    projection = MLPHead(encoder.output_dim, config.projection_hidden_dim, config.projection_dim)
-    predictor = None
-    if config.predictor:
-        predictor = MLPHead(config.projection_dim, config.predictor_hidden_dim, config.projection_dim)
-    method = MoCo(
-        encoder,
-        projection,
-        MoCoLoss(temperature=config.temperature),
-        predictor=predictor,
-        queue_size=config.queue_size,
-        symmetric=config.symmetric,
-        **_momentum(config),
-    )
-    return method, AugmentationSampler(len(data))
+        if getattr(train, "labels", None) is None:
+            raise ConfigError("method 'supcon' needs labelled training data (data with labels)")
+        projection = _mlp(encoder.output_dim, self.projection_hidden_dim, self.projection_dim)
+        method = SupCon(encoder, projection, SupConLoss(temperature=self.temperature))
+        if self.sampler == "same_class":
+            return method, SameClassSampler(train.labels)
+        return method, _augmentation_sampler(train)
 
 
-@build_method.register
-def _(config: BYOLMethod, encoder: nn.Module, data: ArrayDataset) -> tuple[Method, Sampler]:
-    projector = MLPHead(encoder.output_dim, config.projection_hidden_dim, config.projection_dim)
-    predictor = MLPHead(config.projection_dim, config.predictor_hidden_dim, config.projection_dim)
-    return BYOL(encoder, projector, predictor, BYOLLoss(), **_momentum(config)), AugmentationSampler(len(data))
+# ----------------------------------------------------------------------------- evaluation
 
 
-@build_method.register
-def _(config: DINOMethod, encoder: nn.Module, data: ArrayDataset) -> tuple[Method, Sampler]:
-    head = DINOHead(
-        encoder.output_dim,
-        config.out_dim,
-        config.hidden_dim,
-        config.bottleneck_dim,
-        config.num_layers,
-        config.batch_norm,
-        config.norm_last_layer,
-    )
-    loss = DINOLoss(
-        config.out_dim,
-        config.student_temperature,
-        config.teacher_temperature,
-        config.warmup_teacher_temperature,
-        config.warmup_steps,
-        config.center_momentum,
-    )
-    return DINO(encoder, head, loss, **_momentum(config)), AugmentationSampler(len(data))
+@EvaluationConfig.register("probes")
+@dataclass
+class ProbesEvaluation(EvaluationConfig):
+    """kNN, few-label 1-NN and linear probes on the held-out labels, against raw inputs and the random encoder.
+
+    kNN accuracy (with the embedding's collapse scores) is also logged every ``train.eval_every`` steps.
+    """
+
+    name: str = "probes"
+    knn_k: int = 10
+    labels_per_class: int = 5
+    label_draws: int = 10
+    linear_probe: bool = True
+
+    def evaluator(self, experiment: Experiment) -> Evaluator:
+        train, test = experiment.data.train, experiment.data.test
+        for part, data in (("training", train), ("held-out", test)):
+            if getattr(data, "labels", None) is None:
+                raise MissingLabels(f"evaluation 'probes' needs labels on the {part} data; it has none")
+        return ProbesEvaluator(self, train, test, f"{experiment.config.method.name} (trained)")
 
 
-@build_method.register
-def _(config: SupConMethod, encoder: nn.Module, data: ArrayDataset) -> tuple[Method, Sampler]:
-    if data.labels is None:
-        raise ValueError("the supcon method needs labelled training data (data with labels)")
-    projection = MLPHead(encoder.output_dim, config.projection_hidden_dim, config.projection_dim)
-    method = SupCon(encoder, projection, SupConLoss(temperature=config.temperature))
-    if config.sampler == "same_class":
-        return method, SameClassSampler(data.labels)
-    return method, AugmentationSampler(len(data))
+class ProbesEvaluator(Evaluator):
+    """:class:`ProbesEvaluation` on an image train / test pair."""
+
+    def __init__(self, config: ProbesEvaluation, train: ArrayDataset, test: ArrayDataset, trained_row: str):
+        self.config, self.train, self.test, self.trained_row = config, train, test, trained_row
+
+    def during_training(self, method: Method) -> dict[str, float]:
+        from contrastive_seq.evaluation.embeddings import embed_in_batches
+        from contrastive_seq.evaluation.monitor import collapse_scores
+        from contrastive_seq.evaluation.probes import knn_accuracy
+
+        train_x, test_x = embed_in_batches(method, self.train.inputs), embed_in_batches(method, self.test.inputs)
+        knn = knn_accuracy(train_x, self.train.labels, test_x, self.test.labels, k=self.config.knn_k)
+        return {"knn_accuracy": knn, **collapse_scores(test_x)}
+
+    def scores(self, train_x: torch.Tensor, test_x: torch.Tensor) -> dict[str, float]:
+        """kNN, few-label 1-NN and (optionally) linear-probe accuracy of one embedding ``(n, dim)`` of each part."""
+        from contrastive_seq.evaluation.probes import few_label_knn_accuracy, knn_accuracy, linear_probe_accuracy
+
+        config, train_y, test_y = self.config, self.train.labels, self.test.labels
+        scores = {
+            f"knn{config.knn_k}_accuracy": knn_accuracy(train_x, train_y, test_x, test_y, k=config.knn_k),
+            f"1nn_{config.labels_per_class}_per_class_accuracy": few_label_knn_accuracy(
+                train_x, train_y, test_x, test_y, config.labels_per_class, repeats=config.label_draws
+            ),
+        }
+        if config.linear_probe:
+            scores["linear_probe_accuracy"] = linear_probe_accuracy(train_x, train_y, test_x, test_y)
+        return scores
+
+    def results(self, trained: Method, untrained: Method) -> dict[str, dict[str, float]]:
+        from contrastive_seq.evaluation.embeddings import embed_in_batches
+
+        def embedded(method: Method) -> dict[str, float]:
+            return self.scores(embed_in_batches(method, self.train.inputs), embed_in_batches(method, self.test.inputs))
+
+        return {
+            "raw inputs": self.scores(self.train.inputs.flatten(1), self.test.inputs.flatten(1)),
+            "random encoder": embedded(untrained),
+            self.trained_row: embedded(trained),
+        }

@@ -4,7 +4,7 @@ from contrastive_seq.losses.byol import BYOLLoss
 from contrastive_seq.losses.clip import CLIPLoss, SigLIPLoss
 from contrastive_seq.losses.cpc import CPCLoss
 from contrastive_seq.losses.dino import DINOLoss
-from contrastive_seq.losses.infonce import ContrastiveCore, InfoNCE, info_nce_from_logits
+from contrastive_seq.losses.infonce import ContrastiveCore, InfoNCE
 from contrastive_seq.losses.margin import ContrastiveMargin, TripletMargin
 from contrastive_seq.losses.moco import MoCoLoss
 from contrastive_seq.losses.ntxent import NTXent
@@ -13,6 +13,7 @@ from contrastive_seq.losses.redundancy import BarlowTwinsLoss, VICRegLoss
 from contrastive_seq.losses.similarity import make_similarity
 from contrastive_seq.losses.supcon import SupCon
 from contrastive_seq.losses.temperature import Temperature
+from contrastive_seq.losses.terms import info_nce_from_logits
 
 __all__ = [
     "BYOLLoss",

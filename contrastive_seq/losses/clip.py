@@ -19,9 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from contrastive_seq import distributed
-from contrastive_seq.losses.infonce import ContrastiveCore, check_block_size, info_nce_from_logits, reduce_terms
+from contrastive_seq.losses.infonce import ContrastiveCore, reduce_terms
 from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.losses.similarity import Similarity
+from contrastive_seq.losses.terms import check_block_size, info_nce_from_logits
 from contrastive_seq.losses.tiled import tiled_clip_info_nce, tiled_info_nce
 from contrastive_seq.losses.validation import check_embeddings, check_positive_number, check_same_shape
 

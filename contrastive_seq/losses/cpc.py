@@ -27,7 +27,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from contrastive_seq.losses.infonce import ContrastiveCore, info_nce_from_logits, reduce_terms
+from contrastive_seq.losses.infonce import ContrastiveCore, reduce_terms
+from contrastive_seq.losses.terms import info_nce_from_logits
 from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.losses.validation import check_labels
 

@@ -20,9 +20,10 @@ from einops import rearrange
 from torch import nn
 
 from contrastive_seq import distributed
-from contrastive_seq.losses.infonce import ContrastiveCore, check_block_size, reduce_terms
+from contrastive_seq.losses.infonce import ContrastiveCore, contrastive_terms, reduce_terms
 from contrastive_seq.losses.output import LossOutput
-from contrastive_seq.losses.tiled import LabelPositives, contrastive_terms
+from contrastive_seq.losses.terms import check_block_size
+from contrastive_seq.losses.tiled import LabelPositives
 from contrastive_seq.losses.validation import check_embeddings
 
 

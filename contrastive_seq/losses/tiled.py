@@ -34,13 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch.autograd.function import once_differentiable
 
-from contrastive_seq.losses.infonce import (
-    ContrastiveCore,
-    InfoNCETerms,
-    check_block_size,
-    check_decoupled_candidates,
-    info_nce_from_logits,
-)
+from contrastive_seq.losses.terms import InfoNCETerms, check_block_size, check_decoupled_candidates
 from contrastive_seq.losses.validation import check_embeddings, check_same_dim
 
 NEG_INF = float("-inf")
@@ -368,26 +362,3 @@ def tiled_clip_info_nce(
         InfoNCETerms.from_rows(diagonal, row_lse, row_best == target, valid),
         InfoNCETerms.from_rows(diagonal, column_lse, column_best == target, valid),
     )
-
-
-def contrastive_terms(
-    core: ContrastiveCore,
-    queries: torch.Tensor,
-    candidates: torch.Tensor,
-    positive: torch.Tensor | LabelPositives,
-    exclude: torch.Tensor | None = None,
-    decoupled: bool = False,
-    block_size: int | None = None,
-) -> InfoNCETerms:
-    """The core's InfoNCE terms of ``queries (N, d)`` against ``candidates (M, d)``, plain or tiled.
-
-    ``block_size=None`` materialises ``core.pairwise_logits`` and calls
-    :func:`info_nce_from_logits` (label positives become their mask); an int
-    calls :func:`tiled_info_nce` on ``core.logit_factors``. Arguments as there.
-    """
-    if block_size is None:
-        if isinstance(positive, LabelPositives):
-            positive = positive.mask()
-        return info_nce_from_logits(core.pairwise_logits(queries, candidates), positive, exclude, decoupled)
-    left, right = core.logit_factors(queries, candidates)
-    return tiled_info_nce(left, right, positive, exclude, decoupled, block_size)

@@ -1,0 +1,178 @@
+"""A trained encoder on its own: export it from a run, load it anywhere, embed new data with it.
+
+An export file holds the encoder's weights, the run's config and the shape
+of one input sample, as plain tensors and containers: it loads with
+``torch.load(weights_only=True)`` and never runs code. The encoder is rebuilt
+by its config section's builder (no data, no sampler, no optimiser)::
+
+    from contrastive_seq import export_encoder, load_encoder
+
+    export_encoder("runs/simclr_digits", "digits_encoder.pt")
+    encoder = load_encoder("digits_encoder.pt")
+    z = encoder.embed(images)                  # (n, dim) numpy array
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from contrastive_seq.atomic_files import write_atomically
+from contrastive_seq.config import ConfigError, to_mapping
+from contrastive_seq.experiments.run import config_from_mapping, load_run
+from contrastive_seq.experiments.sections import ExperimentConfig
+from contrastive_seq.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+EXPORT_FORMAT = "contrastive_seq.encoder"
+EXPORT_VERSION = 1
+
+
+@dataclass
+class ExportedEncoder:
+    """A trained encoder with the config that built it.
+
+    Attributes:
+        module: the encoder network, in eval mode.
+        config: the run's resolved config (``config.encoder`` built ``module``).
+        sample_shape: the shape of one input sample (``(C, H, W)``, ``(channels,)``, ...).
+    """
+
+    module: nn.Module
+    config: ExperimentConfig
+    sample_shape: tuple[int, ...]
+
+    def embed_batches(self, inputs: Any, batch_size: int = 1024) -> Iterator[np.ndarray]:
+        """Embeddings of ``inputs`` block after block (see :meth:`EncoderConfig.embed`), reading as it goes."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.module.eval()
+        return self.config.encoder.embed(self.module, inputs, batch_size)
+
+    def embed(self, inputs: Any, batch_size: int = 1024) -> np.ndarray:
+        """Embeddings ``(rows, dim)`` float32 of ``inputs``: images ``(n, C, H, W)``, a recording ``(T, channels)``,
+        a waveform ``(time,)``, in the layout and scale the run trained on."""
+        return np.concatenate(list(self.embed_batches(inputs, batch_size)))
+
+
+def export_encoder(run: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Write the encoder of the training run in directory ``run`` to ``path`` (atomically); returns ``path``."""
+    experiment, _ = load_run(run)
+    state = {
+        "format": EXPORT_FORMAT,
+        "format_version": EXPORT_VERSION,
+        "config": to_mapping(experiment.config),
+        "sample_shape": list(experiment.data.sample_shape),
+        "encoder": {key: value.detach().cpu() for key, value in experiment.encoder.state_dict().items()},
+    }
+    save_checkpoint(path, state)
+    return Path(path)
+
+
+def load_encoder(path: str | os.PathLike) -> ExportedEncoder:
+    """Load an encoder written by :func:`export_encoder` (weights-only: the file cannot run code).
+
+    Raises:
+        FileNotFoundError: naming ``path`` when there is no file.
+        CheckpointError: naming ``path`` when it is unreadable or not an export file.
+    """
+    state = load_checkpoint(path)
+    if state.get("format") != EXPORT_FORMAT:
+        raise CheckpointError(f"{path} is not an exported encoder (its 'format' is {state.get('format')!r}); "
+                              "write one with contrastive-seq export RUN -o FILE")
+    if state.get("format_version") != EXPORT_VERSION:
+        raise CheckpointError(f"{path} has export format version {state.get('format_version')!r}, "
+                              f"this library reads {EXPORT_VERSION}")
+    config = config_from_mapping(state["config"])
+    sample_shape = tuple(int(size) for size in state["sample_shape"])
+    module = config.encoder.build(config, sample_shape)
+    try:
+        module.load_state_dict(state["encoder"])
+    except RuntimeError as error:
+        raise CheckpointError(f"{path}: the weights do not fit the encoder its config builds: {error}") from error
+    return ExportedEncoder(module.eval(), config, sample_shape)
+
+
+def from_run(run: str | os.PathLike, overrides: Sequence[str] = ()) -> tuple[ExportedEncoder, Any]:
+    """The trained encoder of the run in directory ``run`` and the run's built data (a :class:`DataSplit`)."""
+    experiment, _ = load_run(run, overrides)
+    encoder = ExportedEncoder(experiment.encoder.eval(), experiment.config, experiment.data.sample_shape)
+    return encoder, experiment.data
+
+
+def read_array(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
+    """An array from ``.npy`` (memory-mapped: read as it goes) or ``.npz`` (``key``, or its only array)."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; expected a .npy or .npz file")
+    if not path.is_file():
+        raise FileNotFoundError(f"data file {path} does not exist")
+    if path.suffix == ".npy":
+        try:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as error:
+            raise ValueError(f"{path} is not a readable .npy array: {error}") from error
+    if path.suffix != ".npz":
+        raise ValueError(f"{path}: embed reads .npy or .npz arrays (or the run's 'train' / 'test' data)")
+    with np.load(path, allow_pickle=False) as archive:
+        names = list(archive.files)
+        if key is None and len(names) != 1:
+            raise ValueError(f"{path} holds arrays {names}: choose one with --key")
+        name = key if key is not None else names[0]
+        if name not in names:
+            raise ValueError(f"{path} has no array {name!r}; it holds {names}")
+        return archive[name]
+
+
+def _npy_header(shape: tuple[int, ...]) -> bytes:
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False, "shape": shape}
+    with tempfile.TemporaryFile() as file:
+        np.lib.format.write_array_header_1_0(file, header)
+        file.seek(0)
+        return file.read()
+
+
+def write_embedding(blocks: Iterator[np.ndarray], path: str | os.PathLike) -> tuple[int, int]:
+    """Write ``(rows, dim)`` blocks as one array to ``.npy`` or to dataset ``embedding`` of an ``.h5`` / ``.hdf5`` file.
+
+    Blocks are written as they come (memory: one block); the file appears
+    whole or not at all. Returns the array's shape.
+    """
+    path = Path(path)
+    if path.suffix not in (".npy", ".h5", ".hdf5"):
+        raise ConfigError(f"output {path} must end in .npy, .h5 or .hdf5")
+    with tempfile.TemporaryFile(dir=path.parent if path.parent.is_dir() else None) as spool:
+        rows, dim = 0, None
+        for block in blocks:
+            block = np.ascontiguousarray(block, dtype=np.float32)
+            if block.ndim != 2 or (dim is not None and block.shape[1] != dim):
+                raise ValueError(f"embedding blocks must be (rows, {dim or 'dim'}), got {block.shape}")
+            dim = block.shape[1]
+            rows += len(block)
+            spool.write(block.tobytes())
+        if dim is None:
+            raise ValueError("nothing to embed: the data has no rows")
+        spool.seek(0)
+        if path.suffix == ".npy":
+            def fill(file):
+                file.write(_npy_header((rows, dim)))
+                while chunk := spool.read(1 << 24):
+                    file.write(chunk)
+        else:
+            import h5py
+
+            def fill(file):
+                with h5py.File(file, "w") as out:
+                    data = out.create_dataset("embedding", (rows, dim), dtype="float32")
+                    step = max(1, (1 << 24) // (4 * dim))
+                    for start in range(0, rows, step):
+                        count = min(step, rows - start)
+                        data[start : start + count] = np.frombuffer(spool.read(4 * dim * count), np.float32).reshape(count, dim)
+        write_atomically(path, fill)
+    return rows, dim
