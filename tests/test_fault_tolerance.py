@@ -89,7 +89,9 @@ def test_process_killed_while_writing_a_checkpoint_keeps_the_previous_one(tmp_pa
     resumed.fit()
     assert resumed.method.steps_seen == list(range(4, 12))
     assert not leftovers[0].exists()  # the next good save cleared it
-    assert sorted(path.name for path in output.iterdir()) == ["checkpoint.pt", "metrics.jsonl"]
+    # the step-4 checkpoint is kept as the previous one; metrics of steps 5-8 logged before the kill are rotated away
+    expected = ["checkpoint.previous.pt", "checkpoint.pt", "metrics.jsonl", "metrics.jsonl.1"]
+    assert sorted(path.name for path in output.iterdir()) == expected
     straight = job.make_trainer(tmp_path / "straight")
     straight.fit()
     for (name, a), (_, b) in zip(
