@@ -125,9 +125,9 @@ def check_loss(output, *inputs: torch.Tensor) -> None:
 PAIR_LOSSES = {
     "InfoNCE": (lambda: InfoNCE(), ("query", "positive")),
     "InfoNCE(decoupled)": (lambda: InfoNCE(decoupled=True), ("query", "positive")),
-    "CLIPLoss": (lambda: CLIPLoss(), ("image", "text")),
+    "CLIPLoss": (lambda: CLIPLoss(), ("image", "text", "negative")),  # a batch of one has no negative
     "SigLIPLoss": (lambda: SigLIPLoss(), ("image", "text")),
-    "MoCoLoss": (lambda: MoCoLoss(), ("query", "key")),
+    "MoCoLoss": (lambda: MoCoLoss(), ("query", "key", "negative")),
     "BYOLLoss": (lambda: BYOLLoss(), ("prediction", "target")),
     "BarlowTwinsLoss": (lambda: BarlowTwinsLoss(), ("z1", "z2", "z_a", "z_b", "a", "b")),
     "VICRegLoss": (lambda: VICRegLoss(), ("z1", "z2", "z_a", "z_b", "a", "b")),
@@ -169,7 +169,7 @@ def test_ntxent(views):
 @FUZZ
 @given(views=tensors(dims=st.integers(1, 4)), labels=tensors(dims=st.integers(0, 2)))
 def test_supcon_on_anything(views, labels):
-    output = outcome(lambda: SupCon()(views, labels), ("views", "labels"))
+    output = outcome(lambda: SupCon()(views, labels), ("views", "labels", "negative"))
     if output is not None:
         check_loss(output, views)
 

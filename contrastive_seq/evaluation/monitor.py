@@ -10,11 +10,17 @@ over the unit sphere, every coordinate has variance 1/d, so s ≈ 1/sqrt(d)
 (the reference used to detect collapse in SimSiam, Chen & He 2021). The
 ratio s·sqrt(d) thus reads 0 for full collapse and about 1 for a healthy
 spread; a value that falls during training warns of (dimensional) collapse.
+
+The Trainer also asks this module whether a run is degenerate from the
+start: :func:`input_warnings` on its first batch and :class:`LossPlateau`
+on its losses after warm-up.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,3 +44,77 @@ def collapse_scores(embeddings: torch.Tensor) -> dict[str, float]:
     """``{"embedding_std": s, "embedding_std_ratio": s·sqrt(d)}`` for ``embeddings (N, d)``."""
     std = normalized_embedding_std(embeddings)
     return {"embedding_std": std, "embedding_std_ratio": std * math.sqrt(embeddings.shape[1])}
+
+
+HUGE_INPUT = 1e6  # inputs beyond this magnitude saturate an encoder's first layer: standardise them
+
+
+def input_warnings(batch: Mapping[str, Any]) -> list[str]:
+    """What makes a batch's floating inputs unlearnable: constant features, or values beyond :data:`HUGE_INPUT`.
+
+    Each floating tensor of ``batch`` (e.g. ``views (V, N, ...)``, ``windows (N, channels, time)``) is seen
+    as rows of its last dimension, its features; integer tensors (labels, indices) are not inputs.
+
+    Returns:
+        one message per offending entry, naming its key.
+    """
+    messages = []
+    for key, value in batch.items():
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point() or value.numel() < 2:
+            continue
+        features = value.detach().reshape(-1, value.shape[-1]).double()
+        low, high = features.amin(0), features.amax(0)
+        if bool((low == high).all()):
+            messages.append(
+                f"input {key!r} {tuple(value.shape)}: every feature is constant across the batch "
+                f"(values from {float(low.min()):g} to {float(high.max()):g}); nothing distinguishes one sample "
+                "from another, so the embedding will be constant"
+            )
+        elif max(float(low.min().abs()), float(high.max().abs())) > HUGE_INPUT:
+            largest = max(float(low.min().abs()), float(high.max().abs()))
+            messages.append(
+                f"input {key!r} {tuple(value.shape)} reaches {largest:.3g} in magnitude; an encoder saturates on "
+                "such values (its embedding can become constant): standardise the features"
+            )
+    return messages
+
+
+class LossPlateau:
+    """Detects a loss that stays at its starting value after warm-up: a model that learns nothing.
+
+    A contrastive loss whose embeddings carry no information (constant inputs, a
+    collapsed encoder) sits at its chance value, ``ln(candidates)``, from the
+    first step on; healthy training moves it by more than 1 % soon after
+    warm-up. The first step's loss is taken as that reference.
+
+    Args:
+        warmup_steps: steps of learning-rate warm-up, not judged.
+        max_steps: length of the run; the judged window is
+            ``max(5, min(50, max_steps // 10))`` steps after warm-up.
+        tolerance: relative distance from the reference that counts as "not moved" (1 %).
+    """
+
+    def __init__(self, warmup_steps: int, max_steps: int, tolerance: float = 0.01):
+        self.first = warmup_steps + 1
+        self.last = self.first + max(5, min(50, max_steps // 10)) - 1
+        self.tolerance = tolerance
+        self.reference: float | None = None
+        self.moved = False
+
+    def observe(self, step: int, loss: float) -> str | None:
+        """Record the loss of completed ``step`` (1-based); returns a message once, at the window's last step, when it never moved."""
+        if self.reference is None:
+            self.reference = loss
+        if self.moved or not self.first <= step <= self.last:
+            return None
+        if not math.isfinite(loss) or abs(loss - self.reference) > self.tolerance * abs(self.reference):
+            self.moved = True
+            return None
+        if step < self.last:
+            return None
+        return (
+            f"the loss stayed within {self.tolerance:.0%} of its first value {self.reference:.4g} from step "
+            f"{self.first} to {self.last} (after warm-up): the model is not learning; a contrastive loss stuck there "
+            "is at its chance value ln(candidates): look for constant or unscaled inputs, a collapsed embedding "
+            "or a learning rate that is too low"
+        )

@@ -26,7 +26,7 @@ from contrastive_seq import distributed
 from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.losses.similarity import NegativeSquaredEuclidean, Similarity, make_similarity
 from contrastive_seq.losses.temperature import Temperature
-from contrastive_seq.losses.validation import check_embeddings, check_same_dim, check_same_shape
+from contrastive_seq.losses.validation import check_embeddings, check_has_negative, check_same_dim, check_same_shape
 
 
 @dataclass
@@ -56,15 +56,6 @@ class InfoNCETerms:
             log_denominator=log_denominator,
             correct=correct & valid,
             valid=valid,
-        )
-
-
-def check_decoupled_candidates(candidates: int, excluded: bool) -> None:
-    """Decoupled InfoNCE needs a negative besides the positive in every row of ``candidates`` columns."""
-    if candidates - excluded < 2:
-        raise ValueError(
-            f"decoupled InfoNCE needs a negative besides the positive in every row, got {candidates} candidates"
-            + (" with one excluded" if excluded else "")
         )
 
 
@@ -115,8 +106,7 @@ def info_nce_from_logits(
     if logits.dim() != 2:
         raise ValueError(f"logits must have shape (N, M), got {tuple(logits.shape)}")
     neg_inf = float("-inf")
-    if decoupled:
-        check_decoupled_candidates(logits.shape[1], exclude is not None)
+    check_has_negative(logits.shape[1], exclude is not None)
     if exclude is not None:
         logits = _fill_columns(logits, exclude, neg_inf)
     if positive.dtype == torch.bool:

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from contrastive_seq import distributed
+from contrastive_seq.evaluation.monitor import LossPlateau, input_warnings
 from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.methods.base import Method
 from contrastive_seq.sampling.base import PairIndex, Sampler
@@ -51,6 +52,7 @@ from contrastive_seq.training.checkpoint import (
 )
 from contrastive_seq.training.metrics import MetricsWriter, flatten
 from contrastive_seq.training.schedule import SCHEDULES, lr_lambda
+from contrastive_seq.training.sizes import check_batch_fits
 from contrastive_seq.views.base import Views
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -465,6 +467,7 @@ class Trainer:
         self.skipped_steps = 0
         self.last_checkpoint: Path | None = None
         self.history: list[dict[str, Any]] = []
+        check_batch_fits(config.batch_size, self.world_size, dataset, sampler, views, self.device, config.seed)
         # draw one batch of indices now, so that a sampler that cannot serve this batch size fails before training
         sampler.sample(config.batch_size * self.world_size, torch.Generator().manual_seed(config.seed))
 
@@ -551,10 +554,16 @@ class Trainer:
         )
         self.module.train()
         window_start, window_steps = time.perf_counter(), 0
+        plateau = LossPlateau(config.warmup_steps, config.max_steps) if start == 0 and self.rank == 0 else None
         try:
             for step, batch in enumerate(loader, start=start):
+                if step == start and self.rank == 0:
+                    for message in input_warnings(batch):
+                        warnings.warn(message, RuntimeWarning, stacklevel=2)
                 lr = self.optimizer.param_groups[0]["lr"]
                 scalars = self._train_step(step, batch)
+                if plateau is not None and (message := plateau.observe(step + 1, scalars["loss"])):
+                    warnings.warn(message, RuntimeWarning, stacklevel=2)
                 self.step = done = step + 1
                 window_steps += 1
                 rate = window_steps * samples_per_step / max(time.perf_counter() - window_start, 1e-9)
