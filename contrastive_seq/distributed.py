@@ -138,6 +138,22 @@ class PeerFailureError(RuntimeError):
     """A collective failed or timed out because another rank froze, died or lost its connection."""
 
 
+_COLLECTIVE_FAILURES = ("gloo", "nccl", "timed out", "connection reset", "connection closed", "broken pipe")
+
+
+def is_collective_failure(error: BaseException) -> bool:
+    """Whether ``error`` is what a collective raises when a peer is frozen, gone or unreachable.
+
+    ``torch.distributed``'s own errors (``DistError``), or a ``RuntimeError``
+    from the backend (gloo raises plain ones: "Timed out waiting 4000ms for
+    recv operation", "Connection reset by peer").
+    """
+    if isinstance(error, dist.DistError):
+        return True
+    message = str(error).lower()
+    return type(error) is RuntimeError and any(marker in message for marker in _COLLECTIVE_FAILURES)
+
+
 def unanswering_ranks(store: dist.Store, rank: int, world_size: int, wait: float = 5.0) -> list[int] | None:
     """After a failed collective: the ranks that do not check in through the rendezvous ``store`` within ``wait`` s.
 
@@ -170,7 +186,9 @@ def peer_failure(error: BaseException, store: dist.Store | None, timeout: float)
     this = rank()
     reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
     lost = None if store is None else unanswering_ranks(store, this, world_size())
-    if lost is None:
+    if store is None:
+        who = "the ranks were not probed (the process group was created outside the Trainer)"
+    elif lost is None:
         who = "the rendezvous store does not answer either: rank 0 (or torchrun's agent, which hosts it) is frozen or lost"
     elif lost:
         who = f"rank{'s' if len(lost) > 1 else ''} {', '.join(map(str, lost))} did not answer: frozen or lost"

@@ -307,6 +307,9 @@ def _resolve_device(config: TrainerConfig) -> torch.device:
     return device
 
 
+_GROUP_STORE: dict[str, dist.Store] = {}  # the store of the group _init_process_group created, for later Trainers
+
+
 def _init_process_group(device: torch.device, timeout: float) -> dist.Store | None:
     """Join the process group torchrun describes (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), unless one exists.
 
@@ -318,10 +321,12 @@ def _init_process_group(device: torch.device, timeout: float) -> dist.Store | No
 
     Returns:
         the group's store (what :func:`~contrastive_seq.distributed.peer_failure` probes
-        the ranks through), or ``None`` when this call created no group.
+        the ranks through), or ``None`` when there is no group or it was created elsewhere.
     """
-    if not dist.is_available() or dist.is_initialized():
+    if not dist.is_available():
         return None
+    if dist.is_initialized():
+        return _GROUP_STORE.get("store")
     world = _env_int("WORLD_SIZE", 1)
     if world <= 1:
         return None
@@ -331,6 +336,7 @@ def _init_process_group(device: torch.device, timeout: float) -> dist.Store | No
     )
     store = dist.PrefixStore(f"attempt{_env_int('TORCHELASTIC_RESTART_COUNT', 0)}", store)
     dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=timedelta(seconds=timeout))
+    _GROUP_STORE["store"] = store
     return store
 
 
@@ -591,8 +597,8 @@ class Trainer:
                 window_start += time.perf_counter() - paused
                 if last:
                     final = flatten(record)
-        except dist.DistError as exc:
-            if self.world_size > 1:
+        except RuntimeError as exc:
+            if self.world_size > 1 and distributed.is_collective_failure(exc):
                 raise distributed.peer_failure(exc, self._store, config.collective_timeout) from exc
             raise
         finally:
