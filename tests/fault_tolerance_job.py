@@ -33,12 +33,12 @@ import torch
 from torch import nn
 
 from contrastive_seq.data import ArrayDataset
-from contrastive_seq.distributed import leave_process_group
 from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.methods.base import Method
 from contrastive_seq.sampling import AugmentationSampler
 from contrastive_seq.training import Trainer, TrainerConfig
 from contrastive_seq.views import TransformedViews
+from shared_checks import leaving_process_group  # this script runs from tests/
 
 NUM_ITEMS, DIM = 64, 4
 
@@ -152,14 +152,14 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.kill_at_save is not None:
         die_at_save(args.kill_at_save)
-    if args.straight is not None:
-        run(args.straight, None, None, None)
-    if args.crashing is not None:
-        run(
-            args.crashing, args.crash_rank, args.crash_step, args.flag, (args.freeze_rank, args.freeze_step),
-            collective_timeout=args.collective_timeout,
-        )  # fmt: skip
-    leave_process_group()
+    with leaving_process_group():  # on an error (a lost peer) the group is destroyed at once, before the exit
+        if args.straight is not None:
+            run(args.straight, None, None, None)
+        if args.crashing is not None:
+            run(
+                args.crashing, args.crash_rank, args.crash_step, args.flag, (args.freeze_rank, args.freeze_step),
+                collective_timeout=args.collective_timeout,
+            )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Whether a batch fits in memory, decided before the first full batch is drawn.
 
 A batch of ``batch_size`` pairs costs at least what its inputs and indices
-take (activations come on top). Both are measured on a probe batch of a few
-pairs, built by the run's own sampler and views, and scaled up; a batch that
+take (activations come on top). For batches above :data:`SMALL_BATCH` both
+are measured on a probe batch of a few pairs, built by the run's own sampler
+and views, and scaled up; a batch that
 cannot fit in the memory available on the run's device is refused with an
 error naming ``batch_size``, instead of growing until the process is killed.
 """
@@ -17,7 +18,25 @@ import torch
 from contrastive_seq.sampling.base import Sampler
 from contrastive_seq.training.batches import SampledBatches
 
-PROBE_PAIRS = 4
+PROBE_SIZES = (4, 12, 60, 840)  # each a multiple of the ones before: one fits a sampler that needs multiples of k <= 8
+SMALL_BATCH = 1024  # batches up to this size are built without an estimate
+
+
+def _bytes_per_pair(
+    batch_size: int, world_size: int, dataset: object, sampler: Sampler, views: Callable[..., dict], seed: int
+) -> float | None:
+    """Bytes of inputs and indices per pair, from the smallest probe batch the sampler accepts (``None``: none does)."""
+    for probe in PROBE_SIZES:
+        if probe > batch_size:
+            break
+        batches = SampledBatches(dataset, sampler, views, probe, num_steps=1, seed=seed)
+        try:
+            pairs, inputs = batches.pairs(0), batches[0]
+        except ValueError:  # e.g. a batch must be a multiple of the number of sessions: try the next size
+            continue
+        indices = _tensor_bytes([pairs.reference, pairs.positive, pairs.negative])
+        return (_tensor_bytes([inputs]) + indices * world_size) / probe
+    return None
 
 
 def available_memory(device: torch.device) -> int | None:
@@ -72,7 +91,10 @@ def check_batch_fits(
     device: torch.device,
     seed: int = 0,
 ) -> None:
-    """Refuse a ``batch_size`` whose inputs and indices alone exceed the memory free on ``device``.
+    """Refuse a ``batch_size`` above :data:`SMALL_BATCH` whose inputs and indices alone exceed the memory free on ``device``.
+
+    The probe is the smallest of :data:`PROBE_SIZES` that the sampler accepts; when none does, the
+    sampler's own error comes when the Trainer draws the full batch.
 
     Args:
         batch_size: pairs per rank and step.
@@ -84,11 +106,11 @@ def check_batch_fits(
     Raises:
         ValueError: naming ``TrainerConfig.batch_size``, the estimate and the memory available.
     """
-    probe = min(batch_size, PROBE_PAIRS)
-    batches = SampledBatches(dataset, sampler, views, probe, num_steps=1, seed=seed)
-    pairs = batches.pairs(0)
-    indices = _tensor_bytes([pairs.reference, pairs.positive, pairs.negative])
-    per_pair = (_tensor_bytes([batches[0]]) + indices * world_size) / probe
+    if batch_size <= SMALL_BATCH:
+        return
+    per_pair = _bytes_per_pair(batch_size, world_size, dataset, sampler, views, seed)
+    if per_pair is None:
+        return
     needed = per_pair * batch_size
     free = available_memory(device)
     host = available_memory(torch.device("cpu")) if device.type == "cuda" else None
