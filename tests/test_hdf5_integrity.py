@@ -19,10 +19,16 @@ from contrastive_seq.data.hdf5_images import load_hdf5_images, save_hdf5_images
 from contrastive_seq.data.recording import Recording
 
 
-def every_dataset(path: Path) -> list[h5py.Dataset]:
+def every_dataset(path: Path) -> list[tuple[str, bool]]:
+    """``(name, has a Fletcher-32 checksum)`` of every dataset in the file."""
     found = []
+
+    def visit(name: str, item: object) -> None:
+        if isinstance(item, h5py.Dataset):
+            found.append((name, item.fletcher32))
+
     with h5py.File(path) as file:
-        file.visititems(lambda name, item: found.append((name, item.fletcher32)) if isinstance(item, h5py.Dataset) else None)
+        file.visititems(visit)
     return found
 
 

@@ -34,13 +34,13 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from contrastive_seq import distributed
+from contrastive_seq.atomic_files import check_output_dir
 from contrastive_seq.evaluation.monitor import LossPlateau, input_warnings
 from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.methods.base import Method
 from contrastive_seq.sampling.base import PairIndex, Sampler
 from contrastive_seq.seeding import derive_seed
 from contrastive_seq.training.batches import SampledBatches
-from contrastive_seq.atomic_files import check_output_dir
 from contrastive_seq.training.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -205,7 +205,7 @@ class TrainerConfig:
             if value is not None and (not _is_int(value) or value < 1):
                 fail(name, "None or a positive int")
         if not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED:
-            fail("seed", f"an int in [0, 2**63 - 1] (what torch.manual_seed accepts)")
+            fail("seed", "an int in [0, 2**63 - 1] (what torch.manual_seed accepts)")
         if not _is_int(self.num_workers) or self.num_workers < 0:
             fail("num_workers", "a non-negative int")
         if not _is_number(self.collective_timeout) or self.collective_timeout <= 0:
@@ -240,7 +240,9 @@ class TrainerConfig:
         for name in ("sync_batchnorm", "progress"):
             if not isinstance(getattr(self, name), bool):
                 fail(name, "a bool")
-        if self.output_dir is not None and (not isinstance(self.output_dir, (str, os.PathLike)) or not str(self.output_dir)):
+        if self.output_dir is not None and (
+            not isinstance(self.output_dir, (str, os.PathLike)) or not str(self.output_dir)
+        ):
             fail("output_dir", "None or a path")
         if self.output_dir is not None and Path(self.output_dir).is_file():
             fail("output_dir", "a directory (created when missing), not a file")
