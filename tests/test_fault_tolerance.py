@@ -14,11 +14,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 
+from contrastive_seq.distributed import is_collective_failure, unanswering_ranks
 from contrastive_seq.training import load_checkpoint
 
 JOB = Path(__file__).with_name("fault_tolerance_job.py")
@@ -161,3 +165,16 @@ def test_a_frozen_rank_ends_the_run_within_the_collective_timeout_naming_it(tmp_
         for process in ranks:
             process.kill()
             process.communicate()
+
+
+def test_the_store_probe_names_the_ranks_that_never_check_in():
+    """In one process: ranks 0 and 2 of 3 check in through a real TCPStore, rank 1 never does."""
+    store = dist.TCPStore("127.0.0.1", 0, world_size=1, is_master=True, timeout=timedelta(seconds=5))
+    answer = {}
+    peer = threading.Thread(target=lambda: answer.update(peer=unanswering_ranks(store, 2, 3, wait=1.0)))
+    peer.start()
+    assert unanswering_ranks(store, 0, 3, wait=1.0) == [1]
+    peer.join()
+    assert answer["peer"] == [1]
+    assert is_collective_failure(RuntimeError("[gloo/transport/tcp/pair.cc:534] Connection reset by peer"))
+    assert not is_collective_failure(RuntimeError("rank 0 could not save checkpoint /x/checkpoint.pt"))
