@@ -13,13 +13,15 @@ spread; a value that falls during training warns of (dimensional) collapse.
 
 The Trainer also asks this module whether a run is degenerate from the
 start: :func:`input_warnings` on its first batch and :class:`LossPlateau`
-on its losses after warm-up.
+on its losses after warm-up, and :class:`EmbeddingSpread` at every logged
+step, on the embeddings its method feeds the loss.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -118,3 +120,58 @@ class LossPlateau:
             "is at its chance value ln(candidates): look for constant or unscaled inputs, a collapsed embedding "
             "or a learning rate that is too low"
         )
+
+
+COLLAPSED_RATIO = 0.05  # embedding_std_ratio below this: the embeddings sit (nearly) at one point
+
+
+class EmbeddingSpread:
+    """Reads :func:`collapse_scores` of what a method feeds its loss, during the forward passes it watches.
+
+    While :meth:`watching`, the first tensor argument of every call of the
+    method's outermost loss modules (those defined in ``contrastive_seq.losses``:
+    a query ``(N, d)``, views ``(V, N, d)``, image embeddings) is taken as
+    embeddings ``(rows, d)`` and its ``embedding_std_ratio`` recorded.
+
+    Args:
+        method: the module whose losses are watched.
+    """
+
+    def __init__(self, method: torch.nn.Module):
+        losses = {name: module for name, module in method.named_modules() if _is_loss(module)}
+        self.losses = [
+            module for name, module in losses.items() if not any(name.startswith(f"{outer}.") for outer in losses)
+        ]
+        self.ratios: list[float] = []
+
+    def _record(self, module: torch.nn.Module, args: tuple) -> None:
+        embeddings = next((value for value in args if isinstance(value, torch.Tensor)), None)
+        if embeddings is None or not embeddings.is_floating_point() or embeddings.dim() < 2:
+            return
+        rows = embeddings.detach().reshape(-1, embeddings.shape[-1])
+        if rows.shape[0] >= 2 and bool(torch.isfinite(rows).all()):
+            self.ratios.append(collapse_scores(rows)["embedding_std_ratio"])
+
+    @contextmanager
+    def watching(self) -> Iterator[None]:
+        """Record the spread of the embeddings reaching the losses inside the ``with`` block."""
+        self.ratios = []
+        handles = [module.register_forward_pre_hook(self._record) for module in self.losses]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def collapsed(self, step: int) -> str | None:
+        """A message when the spread recorded at ``step`` is below :data:`COLLAPSED_RATIO`, else ``None``."""
+        if not self.ratios or min(self.ratios) >= COLLAPSED_RATIO:
+            return None
+        return (
+            f"the embedding's spread has collapsed at step {step}: embedding_std_ratio {min(self.ratios):.3g} "
+            f"(0: every sample at one point, about 1: spread over the sphere, warned below {COLLAPSED_RATIO})"
+        )
+
+
+def _is_loss(module: torch.nn.Module) -> bool:
+    return type(module).__module__.startswith("contrastive_seq.losses")

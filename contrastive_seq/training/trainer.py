@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from contrastive_seq import distributed
 from contrastive_seq.atomic_files import check_output_dir
-from contrastive_seq.evaluation.monitor import LossPlateau, input_warnings
+from contrastive_seq.evaluation.monitor import EmbeddingSpread, LossPlateau, input_warnings
 from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.methods.base import Method
 from contrastive_seq.sampling.base import PairIndex, Sampler
@@ -563,13 +563,22 @@ class Trainer:
         self.module.train()
         window_start, window_steps = time.perf_counter(), 0
         plateau = LossPlateau(config.warmup_steps, config.max_steps) if start == 0 and self.rank == 0 else None
+        spread, collapse_warned = EmbeddingSpread(self.method), False
         try:
             for step, batch in enumerate(loader, start=start):
                 if step == start and self.rank == 0:
                     for message in input_warnings(batch):
                         warnings.warn(message, RuntimeWarning, stacklevel=2)
                 lr = self.optimizer.param_groups[0]["lr"]
-                scalars = self._train_step(step, batch)
+                logged = step + 1 == config.max_steps or (step + 1) % config.log_every == 0
+                if logged and self.rank == 0 and not collapse_warned:
+                    with spread.watching():
+                        scalars = self._train_step(step, batch)
+                    if message := spread.collapsed(step + 1):
+                        warnings.warn(message, RuntimeWarning, stacklevel=2)
+                        collapse_warned = True
+                else:
+                    scalars = self._train_step(step, batch)
                 if plateau is not None and (message := plateau.observe(step + 1, scalars["loss"])):
                     warnings.warn(message, RuntimeWarning, stacklevel=2)
                 self.step = done = step + 1
