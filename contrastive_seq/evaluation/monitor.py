@@ -81,6 +81,13 @@ def input_warnings(batch: Mapping[str, Any]) -> list[str]:
     return messages
 
 
+def judged_window(warmup_steps: int, max_steps: int) -> tuple[int, int]:
+    """The steps (1-based, inclusive) in which a run must show it learns: ``max(5, min(50, max_steps // 10))``
+    steps right after warm-up. Embedding collapse is judged from the step after them on."""
+    first = warmup_steps + 1
+    return first, first + max(5, min(50, max_steps // 10)) - 1
+
+
 class LossPlateau:
     """Detects a loss that stays at its starting value after warm-up: a model that learns nothing.
 
@@ -91,14 +98,12 @@ class LossPlateau:
 
     Args:
         warmup_steps: steps of learning-rate warm-up, not judged.
-        max_steps: length of the run; the judged window is
-            ``max(5, min(50, max_steps // 10))`` steps after warm-up.
+        max_steps: length of the run (see :func:`judged_window`).
         tolerance: relative distance from the reference that counts as "not moved" (1 %).
     """
 
     def __init__(self, warmup_steps: int, max_steps: int, tolerance: float = 0.01):
-        self.first = warmup_steps + 1
-        self.last = self.first + max(5, min(50, max_steps // 10)) - 1
+        self.first, self.last = judged_window(warmup_steps, max_steps)
         self.tolerance = tolerance
         self.reference: float | None = None
         self.moved = False

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from contrastive_seq import distributed
 from contrastive_seq.atomic_files import check_output_dir
-from contrastive_seq.evaluation.monitor import EmbeddingSpread, LossPlateau, input_warnings
+from contrastive_seq.evaluation.monitor import EmbeddingSpread, LossPlateau, input_warnings, judged_window
 from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.methods.base import Method
 from contrastive_seq.sampling.base import PairIndex, Sampler
@@ -564,6 +564,7 @@ class Trainer:
         window_start, window_steps = time.perf_counter(), 0
         plateau = LossPlateau(config.warmup_steps, config.max_steps) if start == 0 and self.rank == 0 else None
         spread, collapse_warned = EmbeddingSpread(self.method), False
+        spread_from = judged_window(config.warmup_steps, config.max_steps)[1] + 1  # an untrained encoder may not spread
         try:
             for step, batch in enumerate(loader, start=start):
                 if step == start and self.rank == 0:
@@ -571,7 +572,7 @@ class Trainer:
                         warnings.warn(message, RuntimeWarning, stacklevel=2)
                 lr = self.optimizer.param_groups[0]["lr"]
                 logged = step + 1 == config.max_steps or (step + 1) % config.log_every == 0
-                if logged and self.rank == 0 and not collapse_warned:
+                if logged and step + 1 >= spread_from and self.rank == 0 and not collapse_warned:
                     with spread.watching():
                         scalars = self._train_step(step, batch)
                     if message := spread.collapsed(step + 1):
