@@ -11,19 +11,23 @@ import contextlib
 import glob
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 
-def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
+def write_atomically(
+    path: str | os.PathLike, write: Callable[[BinaryIO], object], before_replace: Callable[[], object] | None = None
+) -> Path:
     """Create or replace ``path`` whole: ``write(file)`` fills a temporary file beside it, then a rename.
 
     ``file`` is opened for binary reading and writing (``w+b``; h5py needs
     both). The temporary file is flushed and fsynced before ``os.replace``
     puts it at ``path``; if ``write`` or the rename fails it is removed and
     ``path`` keeps its previous content. After success, temporary files for
-    ``path`` left by writers killed mid-write are deleted.
+    ``path`` left by writers killed mid-write are deleted. ``before_replace``,
+    when given, runs after the new content is durable and just before the
+    rename (a checkpoint moves the previous file aside there).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -35,6 +39,8 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object
             write(file)
             file.flush()
             os.fsync(file.fileno())
+        if before_replace is not None:
+            before_replace()
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -45,6 +51,34 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object
         with contextlib.suppress(FileNotFoundError):
             leftover.unlink()
     return path
+
+
+def check_output_dir(directory: Path, names: Sequence[str]) -> None:
+    """Check, before anything is written, that ``directory`` can hold the files ``names``.
+
+    ``directory`` must be a directory or not exist yet (then its nearest
+    existing ancestor must be a writable directory), and each existing
+    ``directory / name`` must be a regular file, which a writer can replace.
+
+    Raises:
+        NotADirectoryError: naming ``directory`` (or the ancestor) when it is a file.
+        IsADirectoryError: naming ``directory / name`` when it is not a regular file.
+        PermissionError: naming the directory that cannot be written to.
+    """
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(f"output directory {directory}: {existing} is a file, expected a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"output directory {directory}: {existing} is not writable")
+    for name in names:
+        path = directory / name
+        if path.exists() and not path.is_file():
+            raise IsADirectoryError(
+                f"{path} is not a regular file (a directory?); the run writes its {name} there: "
+                "move it away or choose another output directory"
+            )
 
 
 def _fsync_directory(directory: Path) -> None:

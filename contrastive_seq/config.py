@@ -10,6 +10,7 @@ Files are read with ``yaml.safe_load``: a config never runs code.
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -19,6 +20,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 import yaml
 
 T = TypeVar("T")
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1  # every integer setting ends up in a 64-bit int (torch, NumPy)
 
 
 class ConfigError(ValueError):
@@ -68,7 +70,8 @@ def _convert(tp: Any, value: object, key: str) -> Any:
                 return _convert(option, value, key)
             except ConfigError:
                 continue
-        raise ConfigError(f"{key}: {_describe(value)} matches none of {tp}")
+        expected = " or ".join(getattr(a, "__name__", str(a)).replace("NoneType", "null") for a in args)
+        raise ConfigError(f"{key} must be {expected}, got {_describe(value)}")
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{key} must be one of {list(args)}, got {_describe(value)}")
@@ -94,6 +97,8 @@ def _convert(tp: Any, value: object, key: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key} must be an integer, got {_describe(value)}")
+        if not INT_MIN <= value <= INT_MAX:
+            raise ConfigError(f"{key} must be an integer in [-2**63, 2**63 - 1] (a 64-bit int), got {value}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -102,6 +107,10 @@ def _convert(tp: Any, value: object, key: str) -> Any:
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key} must be a string, got {_describe(value)}")
+        return value
+    if tp is os.PathLike:
+        if not isinstance(value, (str, os.PathLike)) or not str(value):
+            raise ConfigError(f"{key} must be a path (a non-empty string), got {_describe(value)}")
         return value
     raise TypeError(f"config type {tp} of {key} is not supported")
 
@@ -137,7 +146,11 @@ def from_mapping(cls: type[T], data: object, key: str = "config") -> T:
     try:
         return cls(**values)
     except (TypeError, ValueError) as error:
-        raise ConfigError(f"{key}: {error}") from error
+        message = str(error)
+        prefix = f"{cls.__name__}."  # a dataclass's own check names its field as Class.field: name it by its key
+        if message.startswith(prefix):
+            raise ConfigError(f"{key}.{message[len(prefix):]}") from error
+        raise ConfigError(f"{key}: {message}") from error
 
 
 def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:

@@ -7,6 +7,9 @@ one CPU and on N GPUs.
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
+
 import torch
 import torch.distributed as dist
 
@@ -129,3 +132,69 @@ def leave_process_group() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+class PeerFailureError(RuntimeError):
+    """A collective failed or timed out because another rank froze, died or lost its connection."""
+
+
+_COLLECTIVE_FAILURES = ("gloo", "nccl", "timed out", "connection reset", "connection closed", "broken pipe")
+
+
+def is_collective_failure(error: BaseException) -> bool:
+    """Whether ``error`` is what a collective raises when a peer is frozen, gone or unreachable.
+
+    ``torch.distributed``'s own errors (``DistError``), or a ``RuntimeError``
+    from the backend (gloo raises plain ones: "Timed out waiting 4000ms for
+    recv operation", "Connection reset by peer").
+    """
+    if isinstance(error, dist.DistError):
+        return True
+    message = str(error).lower()
+    return type(error) is RuntimeError and any(marker in message for marker in _COLLECTIVE_FAILURES)
+
+
+def unanswering_ranks(store: dist.Store, rank: int, world_size: int, wait: float = 5.0) -> list[int] | None:
+    """After a failed collective: the ranks that do not check in through the rendezvous ``store`` within ``wait`` s.
+
+    Every rank that calls this sets the key ``alive/<rank>``; a frozen or lost
+    rank never does. Returns ``None`` when the store itself does not answer
+    (its host, rank 0's process or torchrun's agent, is frozen or gone).
+    """
+    missing = [other for other in range(world_size) if other != rank]
+    try:
+        store.set_timeout(timedelta(seconds=wait))
+        store.set(f"alive/{rank}", "1")
+        deadline = time.monotonic() + wait
+        while True:
+            missing = [other for other in missing if not store.check([f"alive/{other}"])]
+            if not missing or time.monotonic() > deadline:
+                return missing
+            time.sleep(0.05)
+    except (RuntimeError, dist.DistError):
+        return None
+
+
+def peer_failure(error: BaseException, store: dist.Store | None, timeout: float) -> PeerFailureError:
+    """A :class:`PeerFailureError` for ``error`` (raised by a collective), naming the ranks that no longer answer.
+
+    Args:
+        error: what the collective raised (a timeout, a reset connection).
+        store: the rendezvous store the ranks share (``None``: the ranks are not probed).
+        timeout: the collective timeout in seconds, for the message.
+    """
+    this = rank()
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    lost = None if store is None else unanswering_ranks(store, this, world_size())
+    if store is None:
+        who = "the ranks were not probed (the process group was created outside the Trainer)"
+    elif lost is None:
+        who = "the rendezvous store does not answer either: rank 0 (or torchrun's agent, which hosts it) is frozen or lost"
+    elif lost:
+        who = f"rank{'s' if len(lost) > 1 else ''} {', '.join(map(str, lost))} did not answer: frozen or lost"
+    else:
+        who = "every rank still answers: a connection between ranks broke"
+    return PeerFailureError(
+        f"rank {this}: a collective failed or did not complete within collective_timeout={timeout:g} s ({reason}); "
+        f"{who}. Under torchrun with --max-restarts the job restarts and resumes from the last checkpoint"
+    )

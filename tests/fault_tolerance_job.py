@@ -12,6 +12,9 @@ points, writing checkpoints to its directory and resuming from them.
   first, and a restarted job that finds FILE goes on.
 - ``--kill-at-save K``: the K-th ``torch.save`` of this process writes half
   of its bytes and then the process SIGKILLs itself, mid-write.
+- ``--freeze-rank R --freeze-step N``: rank R stops itself (SIGSTOP) right
+  after optimiser step N, as a hung process would; ``--collective-timeout S``
+  sets ``TrainerConfig.collective_timeout``.
 
 Rank 0 of each run records the steps it trained in
 ``DIR/attempt<TORCHELASTIC_RESTART_COUNT>.json``.
@@ -30,12 +33,12 @@ import torch
 from torch import nn
 
 from contrastive_seq.data import ArrayDataset
-from contrastive_seq.distributed import leave_process_group
 from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.methods.base import Method
 from contrastive_seq.sampling import AugmentationSampler
 from contrastive_seq.training import Trainer, TrainerConfig
 from contrastive_seq.views import TransformedViews
+from shared_checks import leaving_process_group  # this script runs from tests/
 
 NUM_ITEMS, DIM = 64, 4
 
@@ -46,7 +49,7 @@ class DroppingAutoencoder(Method):
     The initial weights are always the same (seed 0).
     """
 
-    def __init__(self, crash_step: int | None = None, flag: Path | None = None):
+    def __init__(self, crash_step: int | None = None, flag: Path | None = None, freeze_step: int | None = None):
         super().__init__()
         torch.manual_seed(0)
         self.encoder = nn.Linear(DIM, 2)
@@ -54,6 +57,7 @@ class DroppingAutoencoder(Method):
         self.decoder = nn.Linear(2, DIM)
         self.crash_step = crash_step
         self.flag = flag
+        self.freeze_step = freeze_step
         self.steps_seen: list[int] = []
 
     def training_step(self, batch: dict[str, torch.Tensor]) -> LossOutput:
@@ -66,6 +70,8 @@ class DroppingAutoencoder(Method):
         if step == self.crash_step and not self.flag.exists():
             self.flag.touch()
             os._exit(1)  # a lost process: no exception, no clean-up
+        if step == self.freeze_step:
+            os.kill(os.getpid(), signal.SIGSTOP)  # a frozen process: alive, holding its sockets, answering nothing
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
@@ -113,10 +119,18 @@ def die_at_save(count: int) -> None:
     torch.save = dying_save
 
 
-def run(output_dir: Path, crash_rank: int | None, crash_step: int | None, flag: Path | None) -> None:
+def run(
+    output_dir: Path,
+    crash_rank: int | None,
+    crash_step: int | None,
+    flag: Path | None,
+    freeze: tuple[int | None, int | None] = (None, None),
+    **config: object,
+) -> None:
     rank = int(os.environ.get("RANK", "0"))
-    method = DroppingAutoencoder(crash_step if rank == crash_rank else None, flag)
-    trainer = make_trainer(output_dir, method)
+    freeze_rank, freeze_step = freeze
+    method = DroppingAutoencoder(crash_step if rank == crash_rank else None, flag, freeze_step if rank == freeze_rank else None)
+    trainer = make_trainer(output_dir, method, **config)
     trainer.fit()
     if trainer.rank == 0:
         attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
@@ -131,15 +145,21 @@ def main() -> None:
     parser.add_argument("--crash-step", type=int)
     parser.add_argument("--flag", type=Path)
     parser.add_argument("--kill-at-save", type=int)
+    parser.add_argument("--freeze-rank", type=int)
+    parser.add_argument("--freeze-step", type=int)
+    parser.add_argument("--collective-timeout", type=float, default=300.0)
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.kill_at_save is not None:
         die_at_save(args.kill_at_save)
-    if args.straight is not None:
-        run(args.straight, None, None, None)
-    if args.crashing is not None:
-        run(args.crashing, args.crash_rank, args.crash_step, args.flag)
-    leave_process_group()
+    with leaving_process_group():  # on an error (a lost peer) the group is destroyed at once, before the exit
+        if args.straight is not None:
+            run(args.straight, None, None, None)
+        if args.crashing is not None:
+            run(
+                args.crashing, args.crash_rank, args.crash_step, args.flag, (args.freeze_rank, args.freeze_step),
+                collective_timeout=args.collective_timeout,
+            )  # fmt: skip
 
 
 if __name__ == "__main__":

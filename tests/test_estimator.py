@@ -21,7 +21,7 @@ from contrastive_seq.data.synthetic import (
 )
 from contrastive_seq.sampling.time import TimeContrastiveSampler
 from contrastive_seq.seeding import generator_for
-from contrastive_seq.training.checkpoint import CheckpointError
+from contrastive_seq.training.checkpoint import CheckpointError, save_checkpoint
 
 TINY = {
     "model_architecture": "offset1-mlp",
@@ -177,7 +177,7 @@ def test_load_refuses_a_pickle_that_runs_code(tmp_path):
     with pytest.raises(CheckpointError, match="crafted.pt"):
         ContrastiveEmbedding.load(crafted)
     assert not marker.exists()
-    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    save_checkpoint(tmp_path / "other.pt", {"weights": torch.zeros(2)})
     with pytest.raises(ValueError, match="not a ContrastiveEmbedding file"):
         ContrastiveEmbedding.load(tmp_path / "other.pt")
 

@@ -11,13 +11,18 @@ import importlib.util
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 
+from contrastive_seq.distributed import is_collective_failure, unanswering_ranks
 from contrastive_seq.training import load_checkpoint
 
 JOB = Path(__file__).with_name("fault_tolerance_job.py")
@@ -44,7 +49,9 @@ def assert_same_state(a: object, b: object, where: str = "state") -> None:
         assert a == b, where
 
 
-def run_job(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_job(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``python *args`` in a subprocess; ``timeout`` only stops a hung job (two torchrun attempts of two ranks
+    took up to about 115 s on a 2-core machine with a load average of 15, close to the 120 s once allowed)."""
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
         [sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=environment, cwd=JOB.parent
@@ -89,7 +96,9 @@ def test_process_killed_while_writing_a_checkpoint_keeps_the_previous_one(tmp_pa
     resumed.fit()
     assert resumed.method.steps_seen == list(range(4, 12))
     assert not leftovers[0].exists()  # the next good save cleared it
-    assert sorted(path.name for path in output.iterdir()) == ["checkpoint.pt", "metrics.jsonl"]
+    # the step-4 checkpoint is kept as the previous one; metrics of steps 5-8 logged before the kill are rotated away
+    expected = ["checkpoint.previous.pt", "checkpoint.pt", "metrics.jsonl", "metrics.jsonl.1"]
+    assert sorted(path.name for path in output.iterdir()) == expected
     straight = job.make_trainer(tmp_path / "straight")
     straight.fit()
     for (name, a), (_, b) in zip(
@@ -123,3 +132,49 @@ def test_disk_full_during_a_save_stops_the_run_and_keeps_the_last_checkpoint(tmp
     resumed = job.make_trainer(tmp_path)  # once space is freed the run goes on from the last good checkpoint
     resumed.fit()
     assert resumed.method.steps_seen == list(range(4, 12))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_frozen_rank_ends_the_run_within_the_collective_timeout_naming_it(tmp_path):
+    """Rank 1 SIGSTOPs itself after step 2 of two gloo ranks; with collective_timeout=4 s rank 0 ends with an error
+    naming rank 1, instead of waiting torch's default 30 minutes. The 180 s allowed is for two interpreters
+    starting on a loaded 2-core machine (54 s seen there; a few seconds when idle)."""
+    port, output = free_port(), tmp_path / "run"
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    command = [sys.executable, str(JOB), "--crashing", str(output), "--freeze-rank", "1", "--freeze-step", "2",
+               "--collective-timeout", "4"]  # fmt: skip
+    ranks = [
+        subprocess.Popen(
+            command, env={**environment, "RANK": str(rank), "LOCAL_RANK": str(rank)}, cwd=JOB.parent,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for rank in range(2)
+    ]
+    try:
+        _, errors = ranks[0].communicate(timeout=180)
+        assert ranks[0].returncode != 0
+        assert "PeerFailureError: rank 0:" in errors and "collective_timeout=4 s" in errors, errors[-3000:]
+        assert "rank 1 did not answer: frozen or lost" in errors, errors[-3000:]
+        assert ranks[1].poll() is None  # still there, stopped
+    finally:
+        for process in ranks:
+            process.kill()
+            process.communicate()
+
+
+def test_the_store_probe_names_the_ranks_that_never_check_in():
+    """In one process: ranks 0 and 2 of 3 check in through a real TCPStore, rank 1 never does."""
+    store = dist.TCPStore("127.0.0.1", 0, world_size=1, is_master=True, timeout=timedelta(seconds=5))
+    answer = {}
+    peer = threading.Thread(target=lambda: answer.update(peer=unanswering_ranks(store, 2, 3, wait=1.0)))
+    peer.start()
+    assert unanswering_ranks(store, 0, 3, wait=1.0) == [1]
+    peer.join()
+    assert answer["peer"] == [1]
+    assert is_collective_failure(RuntimeError("[gloo/transport/tcp/pair.cc:534] Connection reset by peer"))
+    assert not is_collective_failure(RuntimeError("rank 0 could not save checkpoint /x/checkpoint.pt"))

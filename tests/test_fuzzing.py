@@ -11,6 +11,7 @@ range, positives that satisfy the sampler's rule), or raise ``ValueError`` /
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ from contrastive_seq.sampling import (
     SameClassSampler,
     TimeContrastiveSampler,
 )
+from contrastive_seq.training import TrainerConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # ±1e30 in float16
 # derandomize: the suite sees the same examples on every run (explore with --hypothesis-seed after removing it)
@@ -125,9 +127,9 @@ def check_loss(output, *inputs: torch.Tensor) -> None:
 PAIR_LOSSES = {
     "InfoNCE": (lambda: InfoNCE(), ("query", "positive")),
     "InfoNCE(decoupled)": (lambda: InfoNCE(decoupled=True), ("query", "positive")),
-    "CLIPLoss": (lambda: CLIPLoss(), ("image", "text")),
+    "CLIPLoss": (lambda: CLIPLoss(), ("image", "text", "negative")),  # a batch of one has no negative
     "SigLIPLoss": (lambda: SigLIPLoss(), ("image", "text")),
-    "MoCoLoss": (lambda: MoCoLoss(), ("query", "key")),
+    "MoCoLoss": (lambda: MoCoLoss(), ("query", "key", "negative")),
     "BYOLLoss": (lambda: BYOLLoss(), ("prediction", "target")),
     "BarlowTwinsLoss": (lambda: BarlowTwinsLoss(), ("z1", "z2", "z_a", "z_b", "a", "b")),
     "VICRegLoss": (lambda: VICRegLoss(), ("z1", "z2", "z_a", "z_b", "a", "b")),
@@ -169,7 +171,7 @@ def test_ntxent(views):
 @FUZZ
 @given(views=tensors(dims=st.integers(1, 4)), labels=tensors(dims=st.integers(0, 2)))
 def test_supcon_on_anything(views, labels):
-    output = outcome(lambda: SupCon()(views, labels), ("views", "labels"))
+    output = outcome(lambda: SupCon()(views, labels), ("views", "labels", "negative"))
     if output is not None:
         check_loss(output, views)
 
@@ -557,3 +559,14 @@ def test_estimator_fit_accepts_good_input_and_refuses_bad_input_with_value_or_ty
 def test_estimator_fit_errors_name_X(X):
     with pytest.raises(ValueError, match=r"\bX\b"):
         tiny_estimator().fit(X)
+
+
+@pytest.mark.parametrize("name", [field.name for field in dataclasses.fields(TrainerConfig)])
+def test_every_train_setting_of_a_wrong_type_or_range_names_its_key(name):
+    """A mapping where a value belongs, and for integers one beyond 64 bits: a one-line ConfigError naming ``train.<name>``."""
+    for value in ({"nested": 1}, 2**70):
+        if value == 2**70 and TrainerConfig.__dataclass_fields__[name].type not in ("int", "int | None"):
+            continue
+        with pytest.raises(ConfigError, match=rf"^train\.{name}\b") as raised:
+            from_mapping(TrainerConfig, {name: value}, "train")
+        assert "\n" not in str(raised.value)

@@ -60,13 +60,17 @@ class ShellCommand:
 
 
 def write_payload(path: Path, marker: Path, container: str) -> Path:
-    """A file that runs the shell command when unpickled: a torch archive, a raw pickle or a checkpoint-like dict."""
+    """A file that runs the shell command when unpickled: a torch archive, a raw pickle or a checkpoint-like dict.
+
+    The last comes with a valid checksum (``save_checkpoint``): a checksum detects damage, not intent, so
+    weights-only loading must still refuse what it holds.
+    """
     if container == "torch zip":
         torch.save(ShellCommand(marker), path)
     elif container == "raw pickle":
         path.write_bytes(pickle.dumps(ShellCommand(marker), protocol=2))
     else:  # a real-looking checkpoint with the payload tucked inside
-        torch.save({"step": 1, "model": {"weight": torch.ones(1)}, "rng": [ShellCommand(marker)]}, path)
+        save_checkpoint(path, {"step": 1, "model": {"weight": torch.ones(1)}, "rng": [ShellCommand(marker)]})
     return path
 
 

@@ -236,7 +236,7 @@ def test_resuming_with_other_settings_is_refused_naming_each_difference(tmp_path
         make_trainer(max_steps=6, batch_size=8, run_settings=model).fit(resume=tmp_path / "checkpoint.pt")
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     state["run_settings"] = ["not", "a", "mapping"]
-    torch.save(state, tmp_path / "odd.pt")
+    save_checkpoint(tmp_path / "odd.pt", state)
     with pytest.raises(CheckpointError, match="odd.pt holds a config or run_settings that is not a mapping"):
         make_trainer(max_steps=6).fit(resume=tmp_path / "odd.pt")
 
@@ -319,7 +319,7 @@ def test_unreadable_checkpoint_names_the_path(tmp_path, content):
         save_checkpoint(path, {"weight": torch.randn(100)})
         path.write_bytes(path.read_bytes()[:200])
     elif content == "code":
-        torch.save({"payload": _Executable()}, path)
+        save_checkpoint(path, {"payload": _Executable()})  # a valid checksum: weights-only loading must refuse it
     else:
         torch.save([torch.ones(1)], path)
     with pytest.raises(CheckpointError, match=re.escape(str(path))):

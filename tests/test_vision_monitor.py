@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from contrastive_seq.evaluation.monitor import collapse_scores, normalized_embedding_std
+from contrastive_seq.training.monitor import collapse_scores, normalized_embedding_std
 
 
 def reference_std(embeddings: torch.Tensor) -> float:

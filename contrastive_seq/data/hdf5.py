@@ -8,9 +8,13 @@ Layout (format version 1)::
     /sessions/<name>/continuous  (time, k)         float32, optional
     /sessions/<name>/discrete    (time,)           int64 (any integer type), optional
 
-``neural`` is written contiguously (not chunked, not compressed): a batch
-of windows then reads its rows straight from the file, which is what
-training from a file larger than memory needs. :func:`save_recordings`,
+Every dataset the package writes carries a Fletcher-32 checksum per chunk
+(h5py's ``fletcher32`` filter, see :func:`create_checked_dataset`): reading
+a damaged chunk fails, and every read names the file and member that
+failed (:func:`member`, :func:`read_values`). ``neural`` is stored in
+chunks of about 64 KiB of whole rows, not compressed: a batch of windows
+reads only the chunks its rows lie in, which is what training from a file
+larger than memory needs. :func:`save_recordings`,
 like every HDF5 writer of the package, goes through
 :func:`write_hdf5_atomically`: a temporary file next to the target, renamed
 over it (``os.replace``), so a crash never leaves a half-written file under
@@ -50,6 +54,40 @@ FORMAT = "contrastive_seq.recordings"
 FORMAT_VERSION = 1
 SESSION_MEMBERS = ("neural", "continuous", "discrete")
 _FINITE_CHECK_ELEMENTS = 1 << 22  # values per block when scanning an on-disk array
+_CHUNK_BYTES = 1 << 16  # target size of a chunk of `neural`
+
+
+def create_checked_dataset(group: h5py.Group, name: str, **options: object) -> h5py.Dataset:
+    """``group.create_dataset(name, **options)`` with a Fletcher-32 checksum on every chunk (chunked by h5py when
+    ``options`` give no ``chunks``): a read of a damaged chunk then raises instead of returning wrong values."""
+    return group.create_dataset(name, fletcher32=True, **options)
+
+
+def member(group: h5py.Group, name: str, where: str) -> h5py.Dataset | h5py.Group | None:
+    """``group[name]``, or ``None`` when there is no link of that name; a link whose object cannot be opened
+    (a damaged object header) raises instead of reading as missing (what ``group.get`` does).
+
+    Raises:
+        ValueError: naming ``where/name`` when the member exists but cannot be opened.
+    """
+    try:
+        if name not in group:
+            return None
+        return group[name]
+    except (KeyError, OSError, RuntimeError) as error:
+        raise ValueError(f"{where}/{name} exists but cannot be read (the file is damaged: {error})") from error
+
+
+def read_values(dataset: h5py.Dataset, where: str, selection: object = ()) -> np.ndarray:
+    """``dataset[selection]``; a read error (a failed checksum, a damaged chunk) raises naming ``where``.
+
+    Raises:
+        ValueError: naming ``where`` (the file and member) when HDF5 cannot read the values.
+    """
+    try:
+        return dataset[selection]
+    except (OSError, RuntimeError) as error:
+        raise ValueError(f"{where} cannot be read (the file is damaged: {error})") from error
 
 
 class HDF5TimeSeries:
@@ -68,7 +106,7 @@ class HDF5TimeSeries:
         self.path = Path(path)
         self.key = key
         with open_for_reading(self.path) as file:
-            dataset = file.get(key)
+            dataset = member(file, key, str(self.path))
             if not isinstance(dataset, h5py.Dataset):
                 found = "nothing" if dataset is None else f"a {type(dataset).__name__}"
                 raise ValueError(f"{self.path}:{key} must be a dataset, found {found}")
@@ -108,10 +146,11 @@ class HDF5TimeSeries:
         if rows[0] < 0 or rows[-1] >= self.shape[0] or (rows.size > 1 and bool((np.diff(rows) <= 0).any())):
             raise ValueError(f"rows must be strictly increasing indices in [0, {self.shape[0]})")
         dataset = self._dataset()
+        where = f"{self.path}:{self.key}"
         if rows[-1] - rows[0] + 1 == rows.size:
-            values = dataset[int(rows[0]) : int(rows[-1]) + 1]
+            values = read_values(dataset, where, slice(int(rows[0]), int(rows[-1]) + 1))
         else:
-            values = dataset[rows]
+            values = read_values(dataset, where, rows)
         return torch.from_numpy(np.asarray(values, dtype=np.float32))
 
     def close(self) -> None:
@@ -154,9 +193,9 @@ def read_dataset(
 
     Raises:
         ValueError: naming ``where:key`` when the dataset is missing, is a group,
-            or has another rank or dtype kind.
+            cannot be read, or has another rank or dtype kind.
     """
-    value = file.get(key)
+    value = member(file, key, where)
     if value is None:
         raise ValueError(f"{where} has no dataset {key!r}; it holds {sorted(file.keys())}")
     if not isinstance(value, h5py.Dataset):
@@ -165,7 +204,7 @@ def read_dataset(
         raise ValueError(f"{where}:{key} must have {ndim} dimension(s), got shape {value.shape}")
     if kinds is not None and value.dtype.kind not in kinds:
         raise ValueError(f"{where}:{key} must have a dtype of kind {kinds!r}, got {value.dtype}")
-    return value[()]
+    return read_values(value, f"{where}:{key}")
 
 
 def _as_session_list(recordings: Recording | MultiSessionRecording | Sequence[Recording]) -> list[Recording]:
@@ -178,10 +217,11 @@ def _as_session_list(recordings: Recording | MultiSessionRecording | Sequence[Re
 
 def _write_neural(group: h5py.Group, recording: Recording) -> None:
     shape = (len(recording), recording.num_channels)
+    chunks = (max(1, min(shape[0], _CHUNK_BYTES // (4 * shape[1]))), shape[1])
     if recording.in_memory:
-        group.create_dataset("neural", data=recording.neural.numpy())
+        create_checked_dataset(group, "neural", data=recording.neural.numpy(), chunks=chunks)
         return
-    dataset = group.create_dataset("neural", shape=shape, dtype=np.float32)
+    dataset = create_checked_dataset(group, "neural", shape=shape, dtype=np.float32, chunks=chunks)
     block = max(1, _FINITE_CHECK_ELEMENTS // shape[1])
     for start in range(0, shape[0], block):
         stop = min(start + block, shape[0])
@@ -216,9 +256,9 @@ def save_recordings(
             session = group.create_group(recording.name)
             _write_neural(session, recording)
             if recording.continuous is not None:
-                session.create_dataset("continuous", data=recording.continuous.numpy())
+                create_checked_dataset(session, "continuous", data=recording.continuous.numpy())
             if recording.discrete is not None:
-                session.create_dataset("discrete", data=recording.discrete.numpy())
+                create_checked_dataset(session, "discrete", data=recording.discrete.numpy())
 
     return write_hdf5_atomically(path, fill)
 
@@ -245,7 +285,7 @@ def _check_format(file: h5py.File, where: str) -> list[str]:
     if not isinstance(version, (int, np.integer)) or not 1 <= int(version) <= FORMAT_VERSION:
         shown = int(version) if isinstance(version, np.integer) else repr(version)
         raise ValueError(f"{where} has format_version {shown}; this library reads versions 1 to {FORMAT_VERSION}")
-    if not isinstance(file.get("sessions"), h5py.Group):
+    if not isinstance(member(file, "sessions", f"{where}:"), h5py.Group):
         raise ValueError(f"{where}:/sessions is missing: the file holds no session group")
     order = [str(name) for name in file["sessions"].attrs.get("order", [])]
     stored = set(file["sessions"].keys())
@@ -257,10 +297,10 @@ def _check_format(file: h5py.File, where: str) -> list[str]:
     return order
 
 
-def _dataset(group: h5py.Group, member: str, where: str) -> h5py.Dataset | None:
-    value = group.get(member)
+def _dataset(group: h5py.Group, name: str, where: str) -> h5py.Dataset | None:
+    value = member(group, name, where)
     if value is not None and not isinstance(value, h5py.Dataset):
-        raise ValueError(f"{where}/{member} must be a dataset, got a {type(value).__name__}")
+        raise ValueError(f"{where}/{name} must be a dataset, got a {type(value).__name__}")
     return value
 
 
@@ -270,12 +310,12 @@ def _check_finite_on_disk(name: str, dataset: h5py.Dataset) -> None:
         return
     block = max(1, _FINITE_CHECK_ELEMENTS // dataset.shape[1])
     for start in range(0, dataset.shape[0], block):
-        check_finite(name, torch.from_numpy(dataset[start : start + block]), first_time=start)
+        check_finite(name, torch.from_numpy(read_values(dataset, name, slice(start, start + block))), first_time=start)
 
 
 def _read_session(file: h5py.File, path: Path, name: str, in_memory: bool, check_finite_values: bool) -> Recording:
-    group = file["sessions"][name]
     where = f"{path}:/sessions/{name}"
+    group = member(file["sessions"], name, f"{path}:/sessions")
     if not isinstance(group, h5py.Group):
         raise ValueError(f"{where} must be a group holding the session's datasets")
     unknown = sorted(set(group.keys()) - set(SESSION_MEMBERS))
@@ -289,13 +329,13 @@ def _read_session(file: h5py.File, path: Path, name: str, in_memory: bool, check
     continuous = _dataset(group, "continuous", where)
     if continuous is not None:
         check_continuous_layout(f"{where}/continuous", continuous.shape, continuous.dtype.kind, length)
-        continuous = as_continuous(f"{where}/continuous", continuous[()], length)
+        continuous = as_continuous(f"{where}/continuous", read_values(continuous, f"{where}/continuous"), length)
     discrete = _dataset(group, "discrete", where)
     if discrete is not None:
         check_discrete_layout(f"{where}/discrete", discrete.shape, discrete.dtype.kind, length)
-        discrete = as_discrete(f"{where}/discrete", discrete[()], length)
+        discrete = as_discrete(f"{where}/discrete", read_values(discrete, f"{where}/discrete"), length)
     if in_memory:
-        values = as_neural(f"{where}/neural", neural[()])
+        values = as_neural(f"{where}/neural", read_values(neural, f"{where}/neural"))
     else:
         if check_finite_values:
             _check_finite_on_disk(f"{where}/neural", neural)

@@ -13,7 +13,13 @@ import numpy as np
 import torch
 
 from contrastive_seq.data.arrays import ArrayDataset
-from contrastive_seq.data.hdf5 import open_for_reading, read_dataset, write_hdf5_atomically
+from contrastive_seq.data.hdf5 import (
+    create_checked_dataset,
+    member,
+    open_for_reading,
+    read_dataset,
+    write_hdf5_atomically,
+)
 
 
 def save_hdf5_images(
@@ -25,9 +31,9 @@ def save_hdf5_images(
         raise ValueError(f"images must have shape (n, channels, height, width), got {images.shape}")
 
     def fill(file: h5py.File) -> None:
-        file.create_dataset("images", data=images, chunks=(1, *images.shape[1:]))
+        create_checked_dataset(file, "images", data=images, chunks=(1, *images.shape[1:]))
         if labels is not None:
-            file.create_dataset("labels", data=np.asarray(labels))
+            create_checked_dataset(file, "labels", data=np.asarray(labels))
 
     write_hdf5_atomically(path, fill)
 
@@ -48,7 +54,7 @@ def load_hdf5_images(path: str | Path, images_key: str = "images", labels_key: s
     path = Path(path)
     with open_for_reading(path) as file:
         images = read_dataset(file, images_key, str(path))
-        has_labels = labels_key is not None and labels_key in file
+        has_labels = labels_key is not None and member(file, labels_key, str(path)) is not None
         labels = read_dataset(file, labels_key, str(path), ndim=1) if has_labels else None
     if images.ndim != 4:
         raise ValueError(f"{path}:{images_key} must have shape (n, channels, height, width), got {images.shape}")

@@ -517,7 +517,7 @@ class ProbesEvaluator(Evaluator):
 
     def during_training(self, method: Method) -> dict[str, float]:
         from contrastive_seq.evaluation.embeddings import embed_in_batches
-        from contrastive_seq.evaluation.monitor import collapse_scores
+        from contrastive_seq.training.monitor import collapse_scores
         from contrastive_seq.evaluation.probes import knn_accuracy
 
         train_x, test_x = embed_in_batches(method, self.train.inputs), embed_in_batches(method, self.test.inputs)

@@ -22,6 +22,8 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
+from contrastive_seq.losses.validation import check_has_negative
+
 
 class _FactorisingCore(Protocol):
     factorises: bool
@@ -55,15 +57,6 @@ class InfoNCETerms:
             log_denominator=log_denominator,
             correct=correct & valid,
             valid=valid,
-        )
-
-
-def check_decoupled_candidates(candidates: int, excluded: bool) -> None:
-    """Decoupled InfoNCE needs a negative besides the positive in every row of ``candidates`` columns."""
-    if candidates - excluded < 2:
-        raise ValueError(
-            f"decoupled InfoNCE needs a negative besides the positive in every row, got {candidates} candidates"
-            + (" with one excluded" if excluded else "")
         )
 
 
@@ -114,8 +107,7 @@ def info_nce_from_logits(
     if logits.dim() != 2:
         raise ValueError(f"logits must have shape (N, M), got {tuple(logits.shape)}")
     neg_inf = float("-inf")
-    if decoupled:
-        check_decoupled_candidates(logits.shape[1], exclude is not None)
+    check_has_negative(logits.shape[1], exclude is not None)
     if exclude is not None:
         logits = _fill_columns(logits, exclude, neg_inf)
     if positive.dtype == torch.bool:

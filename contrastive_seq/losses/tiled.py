@@ -34,8 +34,8 @@ from dataclasses import dataclass
 import torch
 from torch.autograd.function import once_differentiable
 
-from contrastive_seq.losses.terms import InfoNCETerms, check_block_size, check_decoupled_candidates
-from contrastive_seq.losses.validation import check_embeddings, check_same_dim
+from contrastive_seq.losses.terms import InfoNCETerms, check_block_size
+from contrastive_seq.losses.validation import check_embeddings, check_has_negative, check_same_dim
 
 NEG_INF = float("-inf")
 
@@ -289,8 +289,7 @@ def tiled_info_nce(
     check_block_size(block_size)
     if exclude is not None:
         _check_index("exclude", exclude, rows_n, columns_m)
-    if decoupled:
-        check_decoupled_candidates(columns_m, exclude is not None)
+    check_has_negative(columns_m, exclude is not None)
     if isinstance(positive, LabelPositives):
         if positive.row.shape != (rows_n,) or positive.column.shape != (columns_m,):
             raise ValueError(

@@ -64,6 +64,23 @@ def check_labels(name: str, labels: object, length: int) -> torch.Tensor:
     return labels
 
 
+def check_has_negative(candidates: int, excluded: bool) -> None:
+    """A contrastive loss needs a negative besides the positive in every row of ``candidates`` columns.
+
+    With one candidate left (a batch of one: the positive alone) the loss is 0
+    whatever the embeddings, so nothing would be learned.
+
+    Raises:
+        ValueError: when ``candidates`` minus the excluded one (the query itself) is below 2.
+    """
+    if candidates - excluded < 2:
+        raise ValueError(
+            f"a contrastive loss needs a negative besides the positive in every row, got {candidates} candidate(s)"
+            + (" with one excluded (the query itself)" if excluded else "")
+            + "; a batch of one has no negative: use batch_size >= 2"
+        )
+
+
 def check_positive_number(name: str, value: float) -> float:
     """Require a finite number greater than zero."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

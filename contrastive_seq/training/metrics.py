@@ -16,6 +16,25 @@ from types import TracebackType
 from typing import Any
 
 from contrastive_seq import distributed
+from contrastive_seq.atomic_files import write_atomically
+
+
+def _step_of(line: str) -> int | None:
+    """The int ``"step"`` of a JSON-lines record, ``None`` for a torn or foreign line."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    step = record.get("step") if isinstance(record, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+def _unused_rotation(path: Path) -> Path:
+    """``path.1``, or the first of ``path.2``, ``path.3``, ... that does not exist."""
+    number = 1
+    while path.with_name(f"{path.name}.{number}").exists():
+        number += 1
+    return path.with_name(f"{path.name}.{number}")
 
 
 def flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -47,12 +66,18 @@ class MetricsWriter:
     with tags from :func:`flatten` (``loss``, ``parts/accuracy``, ``eval/knn``);
     without it only the JSON-lines file is written.
 
+    The file is only ever appended to or rotated, never truncated: a new
+    run (``resume_step=0``) that finds records there, or a resumed run that
+    finds records of steps after its checkpoint (or a torn last line), first
+    renames the file to ``metrics.jsonl.1`` (``.2``, ... when taken) and, when
+    resuming, starts the new file with the records up to ``resume_step``.
+
     Args:
         path: the JSON-lines file (its directory is created).
         enabled: write at all; ``None`` means "this process is rank 0".
         resume_step: records of steps ``<= resume_step`` already in the file
             are kept and later ones (logged after the checkpoint a run resumes
-            from) are dropped, so every step appears once; ``0`` starts a new file.
+            from) are left in the rotated file, so every step appears once; ``0`` starts a new file.
     """
 
     def __init__(self, path: str | os.PathLike, enabled: bool | None = None, resume_step: int = 0):
@@ -63,10 +88,8 @@ class MetricsWriter:
         if not self.enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        kept = self._records_until(resume_step)
-        self._file = self.path.open("w", encoding="utf-8")
-        self._file.writelines(kept)
-        self._file.flush()
+        self._keep_records_until(resume_step)
+        self._file = self.path.open("a", encoding="utf-8")
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
@@ -75,19 +98,19 @@ class MetricsWriter:
             log_dir=str(self.path.parent / "tensorboard"), purge_step=resume_step + 1 if resume_step else None
         )
 
-    def _records_until(self, step: int) -> list[str]:
-        """Lines of the existing file whose record has ``"step" <= step`` (a torn last line is dropped)."""
-        if step <= 0 or not self.path.is_file():
-            return []
-        kept = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
-                kept.append(line + "\n")
-        return kept
+    def _keep_records_until(self, step: int) -> None:
+        """Leave in the file exactly the records of steps ``<= step``: as it is when it holds no others, else rotated."""
+        if not self.path.is_file():
+            return
+        text = self.path.read_text(encoding="utf-8")
+        lines = text.splitlines(keepends=True)
+        kept = [line for line in lines if (number := _step_of(line)) is not None and number <= step]
+        if kept == lines and (not text or text.endswith("\n")):
+            return
+        rotated = _unused_rotation(self.path)
+        os.replace(self.path, rotated)
+        if kept:
+            write_atomically(self.path, lambda file: file.write("".join(kept).encode("utf-8")))
 
     def write(self, record: Mapping[str, Any]) -> None:
         """Log one step's record; it must hold an int ``"step"`` and numbers (or nested dicts of them)."""

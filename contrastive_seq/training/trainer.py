@@ -21,6 +21,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from contrastive_seq import distributed
+from contrastive_seq.atomic_files import check_output_dir
+from contrastive_seq.training.monitor import EmbeddingSpread, LossPlateau, input_warnings, judged_window
 from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.methods.base import Method
 from contrastive_seq.sampling.base import PairIndex, Sampler
@@ -41,18 +44,23 @@ from contrastive_seq.training.batches import SampledBatches
 from contrastive_seq.training.checkpoint import (
     CheckpointError,
     load_checkpoint,
+    load_latest_checkpoint,
+    previous_checkpoint_path,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
 from contrastive_seq.training.metrics import MetricsWriter, flatten
 from contrastive_seq.training.schedule import SCHEDULES, lr_lambda
+from contrastive_seq.training.sizes import check_batch_fits
 from contrastive_seq.views.base import Views
 
 OPTIMIZERS = ("adamw", "sgd")
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 NONFINITE_ACTIONS = ("stop", "skip")
+RESUME_POLICIES = ("auto", "never", "must")
+MAX_SEED = 2**63 - 1  # torch.manual_seed and NumPy's SeedSequence take any int in [0, 2**63)
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
 
@@ -60,8 +68,11 @@ Evaluate = Callable[[Method], Mapping[str, float]]
 
 
 RESUMABLE_FIELDS = frozenset(
-    {"max_steps", "log_every", "eval_every", "checkpoint_every", "output_dir", "device", "num_workers", "progress", "on_nonfinite"}
-)
+    {
+        "max_steps", "log_every", "eval_every", "checkpoint_every", "output_dir", "device", "num_workers",
+        "progress", "on_nonfinite", "resume", "collective_timeout",
+    }
+)  # fmt: skip
 """TrainerConfig fields a resumed run may change: how long it runs, how often it reports and saves, where it runs."""
 
 
@@ -129,9 +140,19 @@ class TrainerConfig:
             ``None``: only at the end.
         checkpoint_every: save a checkpoint every this many steps; ``None``:
             only at the end. Needs ``output_dir``.
-        output_dir: where ``checkpoint.pt``, ``metrics.jsonl`` and
-            ``tensorboard/`` go (it must be shared by all ranks); ``None``
-            writes nothing and never resumes.
+        output_dir: where ``checkpoint.pt`` (and the one before it,
+            ``checkpoint.previous.pt``), ``metrics.jsonl`` and ``tensorboard/``
+            go (it must be shared by all ranks); ``None`` writes nothing and
+            never resumes. It must not be a file.
+        resume: what :meth:`Trainer.fit` does with a checkpoint in ``output_dir``:
+            ``"auto"`` continues from it when there is one; ``"never"`` starts
+            at step 0 without reading it (the first save moves it to
+            ``checkpoint.previous.pt``); ``"must"`` continues from it and fails
+            when there is none.
+        collective_timeout: seconds a collective (all-reduce, gather, barrier)
+            may wait for the other ranks before the run ends with a
+            :class:`~contrastive_seq.distributed.PeerFailureError` naming the
+            ranks that no longer answer (a frozen or lost peer).
         sync_batchnorm: convert BatchNorm layers to SyncBatchNorm when running
             on more than one rank (CUDA only).
         progress: show a tqdm progress bar on rank 0.
@@ -169,6 +190,8 @@ class TrainerConfig:
     sync_batchnorm: bool = False
     progress: bool = True
     on_nonfinite: str = "stop"
+    resume: str = "auto"
+    collective_timeout: float = 300.0
 
     def __post_init__(self) -> None:
         def fail(name: str, expected: str) -> None:
@@ -181,9 +204,12 @@ class TrainerConfig:
             value = getattr(self, name)
             if value is not None and (not _is_int(value) or value < 1):
                 fail(name, "None or a positive int")
-        for name in ("seed", "num_workers"):
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
-                fail(name, "a non-negative int")
+        if not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED:
+            fail("seed", "an int in [0, 2**63 - 1] (what torch.manual_seed accepts)")
+        if not _is_int(self.num_workers) or self.num_workers < 0:
+            fail("num_workers", "a non-negative int")
+        if not _is_number(self.collective_timeout) or self.collective_timeout <= 0:
+            fail("collective_timeout", "a positive finite number of seconds")
         if not _is_int(self.warmup_steps) or not 0 <= self.warmup_steps <= self.max_steps:
             fail("warmup_steps", f"an int in [0, max_steps={self.max_steps}]")
         if not _is_number(self.lr) or self.lr <= 0:
@@ -202,6 +228,7 @@ class TrainerConfig:
             ("precision", PRECISIONS),
             ("device", DEVICES),
             ("on_nonfinite", NONFINITE_ACTIONS),
+            ("resume", RESUME_POLICIES),
         ):
             if getattr(self, name) not in choices:
                 fail(name, f"one of {choices}")
@@ -213,8 +240,12 @@ class TrainerConfig:
         for name in ("sync_batchnorm", "progress"):
             if not isinstance(getattr(self, name), bool):
                 fail(name, "a bool")
-        if self.output_dir is not None and not isinstance(self.output_dir, (str, os.PathLike)):
+        if self.output_dir is not None and (
+            not isinstance(self.output_dir, (str, os.PathLike)) or not str(self.output_dir)
+        ):
             fail("output_dir", "None or a path")
+        if self.output_dir is not None and Path(self.output_dir).is_file():
+            fail("output_dir", "a directory (created when missing), not a file")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -278,22 +309,37 @@ def _resolve_device(config: TrainerConfig) -> torch.device:
     return device
 
 
-def _init_process_group(device: torch.device) -> None:
+_GROUP_STORE: dict[str, dist.Store] = {}  # the store of the group _init_process_group created, for later Trainers
+
+
+def _init_process_group(device: torch.device, timeout: float) -> dist.Store | None:
     """Join the process group torchrun describes (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), unless one exists.
 
     NCCL on CUDA, gloo on the CPU; a world size of 1 (or no WORLD_SIZE) needs no group.
     The group's keys in the rendezvous store are prefixed with torchrun's restart
     count (TORCHELASTIC_RESTART_COUNT): torchrun keeps one store across restarts, and
     a restarted group must not read the addresses the lost processes published there.
+    Every collective of the group fails after ``timeout`` seconds.
+
+    Returns:
+        the group's store (what :func:`~contrastive_seq.distributed.peer_failure` probes
+        the ranks through), or ``None`` when there is no group or it was created elsewhere.
     """
-    if not dist.is_available() or dist.is_initialized():
-        return
+    if not dist.is_available():
+        return None
+    if dist.is_initialized():
+        return _GROUP_STORE.get("store")
     world = _env_int("WORLD_SIZE", 1)
-    if world > 1:
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        store, rank, world = next(dist.rendezvous("env://", rank=_env_int("RANK", 0), world_size=world))
-        store = dist.PrefixStore(f"attempt{_env_int('TORCHELASTIC_RESTART_COUNT', 0)}", store)
-        dist.init_process_group(backend, store=store, rank=rank, world_size=world)
+    if world <= 1:
+        return None
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    store, rank, world = next(
+        dist.rendezvous("env://", rank=_env_int("RANK", 0), world_size=world, timeout=timedelta(seconds=timeout))
+    )
+    store = dist.PrefixStore(f"attempt{_env_int('TORCHELASTIC_RESTART_COUNT', 0)}", store)
+    dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=timedelta(seconds=timeout))
+    _GROUP_STORE["store"] = store
+    return store
 
 
 def _seed_everything(seed: int) -> None:
@@ -383,8 +429,13 @@ class Trainer:
         self.config = config
         self.evaluate = evaluate
         self.run_settings = dict(run_settings or {})
+        if config.output_dir is not None:
+            check_output_dir(
+                Path(config.output_dir),
+                (CHECKPOINT_NAME, previous_checkpoint_path(Path(CHECKPOINT_NAME)).name, METRICS_NAME),
+            )
         self.device = _resolve_device(config)
-        _init_process_group(self.device)
+        self._store = _init_process_group(self.device, config.collective_timeout)
         self.rank = distributed.rank()
         self.world_size = distributed.world_size()
         method.to(self.device)
@@ -424,6 +475,7 @@ class Trainer:
         self.skipped_steps = 0
         self.last_checkpoint: Path | None = None
         self.history: list[dict[str, Any]] = []
+        check_batch_fits(config.batch_size, self.world_size, dataset, sampler, views, self.device, config.seed)
         # draw one batch of indices now, so that a sampler that cannot serve this batch size fails before training
         sampler.sample(config.batch_size * self.world_size, torch.Generator().manual_seed(config.seed))
 
@@ -437,13 +489,19 @@ class Trainer:
         """``output_dir / "checkpoint.pt"``, the checkpoint this run writes and resumes from."""
         return None if self.output_dir is None else self.output_dir / CHECKPOINT_NAME
 
-    def fit(self, resume: bool | str | os.PathLike = True) -> dict[str, float]:
+    def fit(self, resume: bool | str | os.PathLike | None = None) -> dict[str, float]:
         """Train up to ``config.max_steps`` completed steps and return the final metrics.
 
+        Rank 0 prints the step a resumed run continues from, and, for a run
+        already at ``max_steps``, that it is finished and where its output is
+        (it then trains no further; ``evaluate`` still runs).
+
         Args:
-            resume: ``True`` continues from ``output_dir/checkpoint.pt`` when it
-                exists; ``False`` ignores it (a new Trainer starts at step 0 and
-                overwrites it); a path continues from that checkpoint, which must exist.
+            resume: ``None`` follows ``config.resume``; ``True`` is ``"auto"``
+                (continue from ``output_dir/checkpoint.pt``, or from
+                ``checkpoint.previous.pt`` with a warning when the newer one is
+                damaged); ``False`` is ``"never"``; a path continues from that
+                checkpoint, which must exist.
 
         Returns:
             ``{"step", "loss", "parts/<name>", "lr", "samples_per_s", "eval/<name>"}``
@@ -456,14 +514,29 @@ class Trainer:
                 infinite on any rank and ``on_nonfinite="stop"``; no optimiser step
                 is taken with it.
             FileNotFoundError, CheckpointError: naming the file, for a missing
-                explicit checkpoint or one that cannot be read or does not fit.
+                explicit checkpoint (or none with ``resume="must"``), or one that
+                is damaged (with no intact older one), cannot be read or does not fit.
+            PeerFailureError: on more than one rank, when a collective fails or
+                waits longer than ``config.collective_timeout``, naming the ranks
+                that no longer answer.
         """
         config = self.config
         _seed_everything(derive_seed(config.seed, self.rank))
-        self._resume(resume)
+        if resume is None:
+            self._resume(config.resume, None)
+        elif isinstance(resume, bool):
+            self._resume("auto" if resume else "never", None)
+        elif isinstance(resume, (str, os.PathLike)):
+            self._resume("must", Path(resume))
+        else:
+            raise TypeError(f"resume must be None, a bool or a checkpoint path, got {type(resume).__name__}")
         start = self.step
         final: dict[str, Any] = {"step": start}
         if start == config.max_steps:
+            self._say(
+                f"the run is finished: {self.last_checkpoint} is at step {start} = max_steps; nothing to train "
+                f"(its output is in {self.last_checkpoint.parent}; raise max_steps to train on)"
+            )
             if self.evaluate is not None:
                 final.update(flatten({"eval": self._evaluate()}))
             return final
@@ -489,10 +562,26 @@ class Trainer:
         )
         self.module.train()
         window_start, window_steps = time.perf_counter(), 0
+        plateau = LossPlateau(config.warmup_steps, config.max_steps) if start == 0 and self.rank == 0 else None
+        spread, collapse_warned = EmbeddingSpread(self.method), False
+        spread_from = judged_window(config.warmup_steps, config.max_steps)[1] + 1  # an untrained encoder may not spread
         try:
             for step, batch in enumerate(loader, start=start):
+                if step == start and self.rank == 0:
+                    for message in input_warnings(batch):
+                        warnings.warn(message, RuntimeWarning, stacklevel=2)
                 lr = self.optimizer.param_groups[0]["lr"]
-                scalars = self._train_step(step, batch)
+                logged = step + 1 == config.max_steps or (step + 1) % config.log_every == 0
+                if logged and step + 1 >= spread_from and self.rank == 0 and not collapse_warned:
+                    with spread.watching():
+                        scalars = self._train_step(step, batch)
+                    if message := spread.collapsed(step + 1):
+                        warnings.warn(message, RuntimeWarning, stacklevel=2)
+                        collapse_warned = True
+                else:
+                    scalars = self._train_step(step, batch)
+                if plateau is not None and (message := plateau.observe(step + 1, scalars["loss"])):
+                    warnings.warn(message, RuntimeWarning, stacklevel=2)
                 self.step = done = step + 1
                 window_steps += 1
                 rate = window_steps * samples_per_step / max(time.perf_counter() - window_start, 1e-9)
@@ -520,6 +609,10 @@ class Trainer:
                 window_start += time.perf_counter() - paused
                 if last:
                     final = flatten(record)
+        except RuntimeError as exc:
+            if self.world_size > 1 and distributed.is_collective_failure(exc):
+                raise distributed.peer_failure(exc, self._store, config.collective_timeout) from exc
+            raise
         finally:
             bar.close()
             if writer is not None:
@@ -616,8 +709,10 @@ class Trainer:
                 "config": self._plain_config(),
                 "run_settings": self.run_settings,
             }
+            previous = previous_checkpoint_path(self.checkpoint_path)
             try:
-                save_checkpoint(self.checkpoint_path, state)
+                # the newest checkpoint moves to `previous`, unless this run fell back to `previous` (it is damaged)
+                save_checkpoint(self.checkpoint_path, state, None if self.last_checkpoint == previous else previous)
             except (OSError, CheckpointError) as exc:
                 error = exc
         if self.world_size > 1:
@@ -646,18 +741,28 @@ class Trainer:
                 f"resume with its settings, or start afresh in another output_dir (or delete {path.parent})"
             )
 
-    def _resume(self, resume: bool | str | os.PathLike) -> None:
-        """Load the checkpoint ``resume`` points to, if any, and set :attr:`step` from it."""
-        if isinstance(resume, bool):
-            if not resume or self.checkpoint_path is None or not self.checkpoint_path.is_file():
+    def _say(self, message: str) -> None:
+        """Print ``message`` on rank 0."""
+        if self.rank == 0:
+            print(message, flush=True)
+
+    def _resume(self, policy: str, path: Path | None) -> None:
+        """Load the checkpoint ``path``, or the one ``policy`` finds in ``output_dir``, and set :attr:`step` from it."""
+        if path is not None:
+            state = load_checkpoint(path)
+        else:
+            found = None
+            if policy != "never" and self.checkpoint_path is not None:
+                found = load_latest_checkpoint(self.checkpoint_path, previous_checkpoint_path(self.checkpoint_path))
+            if found is None:
+                if policy == "must":
+                    raise FileNotFoundError(
+                        f"TrainerConfig.resume='must' but there is no checkpoint to resume from "
+                        f"({self.checkpoint_path if self.checkpoint_path is not None else 'output_dir is None'})"
+                    )
                 self._check_ranks_agree()
                 return
-            path = self.checkpoint_path
-        elif isinstance(resume, (str, os.PathLike)):
-            path = Path(resume)
-        else:
-            raise TypeError(f"resume must be a bool or a checkpoint path, got {type(resume).__name__}")
-        state = load_checkpoint(path)
+            path, state = found
         self._check_settings(path, state)
         step = state.get("step")
         if not _is_int(step) or not 0 <= step <= self.config.max_steps:
@@ -687,6 +792,8 @@ class Trainer:
             raise CheckpointError(f"checkpoint {path} has skipped_steps {skipped!r}, expected a non-negative int")
         self.step, self.skipped_steps, self.last_checkpoint = step, skipped, path
         self._check_ranks_agree()
+        if step < self.config.max_steps:
+            self._say(f"resuming from {path} at step {step} of {self.config.max_steps}")
 
     def _check_ranks_agree(self) -> None:
         """Fail on every rank when the ranks would start from different steps (an unshared output_dir)."""

@@ -1,0 +1,124 @@
+"""Whether a batch fits in memory, decided before the first full batch is drawn.
+
+A batch of ``batch_size`` pairs costs at least what its inputs and indices
+take (activations come on top). For batches above :data:`SMALL_BATCH` both
+are measured on a probe batch of a few pairs, built by the run's own sampler
+and views, and scaled up; a batch that
+cannot fit in the memory available on the run's device is refused with an
+error naming ``batch_size``, instead of growing until the process is killed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+
+from contrastive_seq.sampling.base import Sampler
+from contrastive_seq.training.batches import SampledBatches
+
+PROBE_SIZES = (4, 12, 60, 840)  # each a multiple of the ones before: one fits a sampler that needs multiples of k <= 8
+SMALL_BATCH = 1024  # batches up to this size are built without an estimate
+
+
+def _bytes_per_pair(
+    batch_size: int, world_size: int, dataset: object, sampler: Sampler, views: Callable[..., dict], seed: int
+) -> float | None:
+    """Bytes of inputs and indices per pair, from the smallest probe batch the sampler accepts (``None``: none does)."""
+    for probe in PROBE_SIZES:
+        if probe > batch_size:
+            break
+        batches = SampledBatches(dataset, sampler, views, probe, num_steps=1, seed=seed)
+        try:
+            pairs, inputs = batches.pairs(0), batches[0]
+        except ValueError:  # e.g. a batch must be a multiple of the number of sessions: try the next size
+            continue
+        indices = _tensor_bytes([pairs.reference, pairs.positive, pairs.negative])
+        return (_tensor_bytes([inputs]) + indices * world_size) / probe
+    return None
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for this process on ``device``: CUDA's free memory, or the host's MemAvailable, capped by a
+    cgroup (v2) memory limit; ``None`` when it cannot be read."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    free = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                free = int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+        if limit != "max":
+            free = min(free, int(limit) - used) if free is not None else int(limit) - used
+    except (OSError, ValueError):
+        pass
+    return free
+
+
+def _tensor_bytes(values: Iterable[object]) -> int:
+    """Bytes of the tensors among ``values`` and inside the dicts, lists and tuples among them."""
+    total = 0
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            total += value.numel() * value.element_size()
+        elif isinstance(value, dict):
+            total += _tensor_bytes(value.values())
+        elif isinstance(value, (list, tuple)):
+            total += _tensor_bytes(value)
+    return total
+
+
+def _readable(size: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.3g} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
+def check_batch_fits(
+    batch_size: int,
+    world_size: int,
+    dataset: object,
+    sampler: Sampler,
+    views: Callable[..., dict[str, torch.Tensor]],
+    device: torch.device,
+    seed: int = 0,
+) -> None:
+    """Refuse a ``batch_size`` above :data:`SMALL_BATCH` whose inputs and indices alone exceed the memory free on ``device``.
+
+    The probe is the smallest of :data:`PROBE_SIZES` that the sampler accepts; when none does, the
+    sampler's own error comes when the Trainer draws the full batch.
+
+    Args:
+        batch_size: pairs per rank and step.
+        world_size: ranks; every rank draws the global batch's indices.
+        dataset, sampler, views: what the run builds its batches from.
+        device: where the batch goes (host memory counts too: batches are built there).
+        seed: seed of the probe batch.
+
+    Raises:
+        ValueError: naming ``TrainerConfig.batch_size``, the estimate and the memory available.
+    """
+    if batch_size <= SMALL_BATCH:
+        return
+    per_pair = _bytes_per_pair(batch_size, world_size, dataset, sampler, views, seed)
+    if per_pair is None:
+        return
+    needed = per_pair * batch_size
+    free = available_memory(device)
+    host = available_memory(torch.device("cpu")) if device.type == "cuda" else None
+    for where, limit in ((device.type, free), ("cpu", host)):
+        if limit is not None and needed > limit:
+            raise ValueError(
+                f"TrainerConfig.batch_size={batch_size} does not fit: one batch's inputs and indices alone take "
+                f"about {_readable(needed)} ({_readable(per_pair)} per pair, activations not counted), more than the "
+                f"{_readable(limit)} free on {where}; use a batch_size below {max(1, int(limit // max(per_pair, 1)))}"
+            )
+
