@@ -49,20 +49,21 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from contrastive_seq.data.recording import MultiSessionRecording, Recording
 from contrastive_seq.losses.infonce import InfoNCE
-from contrastive_seq.methods.cebra import CEBRA, MultiSessionCEBRA
+from contrastive_seq.methods.cebra import (
+    CEBRA,
+    CONDITIONALS,
+    DISTANCES,
+    TEMPERATURE_MODES,
+    MultiSessionCEBRA,
+    cebra_loss,
+    cebra_sampler,
+    label_kind,
+)
 from contrastive_seq.models.timeseries import (
     TIME_SERIES_ENCODERS,
     make_time_series_encoder,
 )
 from contrastive_seq.sampling.base import Sampler
-from contrastive_seq.sampling.behaviour import (
-    ContinuousBehaviourSampler,
-    DiscreteBehaviourSampler,
-    HybridSampler,
-    MixedBehaviourSampler,
-)
-from contrastive_seq.sampling.multisession import MultiSessionSampler
-from contrastive_seq.sampling.time import TimeContrastiveSampler
 from contrastive_seq.seeding import generator_for
 from contrastive_seq.training.checkpoint import (
     load_checkpoint,
@@ -74,9 +75,6 @@ from contrastive_seq.training.trainer import Trainer, TrainerConfig
 from contrastive_seq.views.base import Views
 from contrastive_seq.views.windows import MultiSessionWindowViews, WindowViews
 
-CONDITIONALS = ("time_delta", "delta")
-DISTANCES = {"cosine": ("cosine", True), "euclidean": ("neg_sq_euclidean", False), "dot": ("dot", False)}
-TEMPERATURE_MODES = ("constant", "auto")
 SAVE_FORMAT = 1
 
 
@@ -252,7 +250,7 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
             self.n_features_per_session_ = [recording.num_channels for recording in sessions]
             if len(sessions) == 1 and not hasattr(self, "n_features_in_"):
                 self.n_features_in_ = sessions[0].num_channels
-            self.label_kind_ = _label_kind(sessions[0])
+            self.label_kind_ = label_kind(sessions[0])
         else:
             self._check_same_layout(sessions)
         return sessions
@@ -285,8 +283,8 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"X has channels {channels} per session, but the model was fitted on {self.n_features_per_session_}"
             )
-        if _label_kind(sessions[0]) != self.label_kind_:
-            raise ValueError(f"y gives {_label_kind(sessions[0])} labels, but the model was fitted on {self.label_kind_}")
+        if label_kind(sessions[0]) != self.label_kind_:
+            raise ValueError(f"y gives {label_kind(sessions[0])} labels, but the model was fitted on {self.label_kind_}")
 
     def _sampler(self, sessions: list[Recording], left: int, right: int) -> Sampler:
         """The sampler for this data and these hyper-parameters (the label kind decides)."""
@@ -489,69 +487,6 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         return estimator
 
 
-def cebra_loss(
-    distance: str = "cosine", temperature: float = 1.0, temperature_mode: str = "constant", min_temperature: float = 0.1
-) -> InfoNCE:
-    """CEBRA's decoupled InfoNCE for a ``distance`` of :data:`DISTANCES`, with a fixed or learned temperature.
-
-    ``temperature_mode="auto"`` learns τ, bounded below by ``min_temperature``.
-    """
-    if distance not in DISTANCES:
-        raise ValueError(f"distance must be one of {tuple(DISTANCES)}, got {distance!r}")
-    if temperature_mode not in TEMPERATURE_MODES:
-        raise ValueError(f"temperature_mode must be one of {TEMPERATURE_MODES}, got {temperature_mode!r}")
-    low = min_temperature if temperature_mode == "auto" else min(temperature, 0.01)
-    return InfoNCE(
-        decoupled=True,
-        similarity=DISTANCES[distance][0],
-        temperature=float(temperature),
-        learnable_temperature=temperature_mode == "auto",
-        temperature_bounds=(float(low), max(100.0, float(temperature))),
-    )
-
-
-def cebra_sampler(
-    sessions: list[Recording],
-    conditional: str = "time_delta",
-    delta: float = 0.1,
-    time_offsets: int = 10,
-    hybrid: bool = False,
-    left_context: int = 0,
-    right_context: int = 0,
-    num_negatives: int | None = None,
-) -> Sampler:
-    """The sampler CEBRA would pair ``sessions`` with, chosen by the labels they carry.
-
-    One session: no labels gives time pairs (positive ``t + time_offsets``);
-    continuous labels the ``conditional`` (``"time_delta"`` / ``"delta"``)
-    behaviour sampler; discrete labels same-label pairs; both the mixed
-    sampler; ``hybrid=True`` adds time positives to a behaviour sampler.
-    Several sessions need continuous labels and give the multi-session
-    sampler. ``left_context`` / ``right_context`` are the encoder's margins.
-    """
-    margins = {"left_context": left_context, "right_context": right_context, "num_negatives": num_negatives}
-    targets = {"mode": conditional, "delta": delta, "time_delta": time_offsets}
-    if len(sessions) > 1:
-        if any(recording.continuous is None for recording in sessions):
-            raise ValueError("several sessions need continuous labels y for every session (the shared behaviour)")
-        if hybrid:
-            raise ValueError("hybrid=True is not available for several sessions")
-        return MultiSessionSampler([recording.continuous for recording in sessions], **targets, **margins)
-    recording = sessions[0]
-    kind = _label_kind(recording)
-    if kind == "none":
-        if hybrid:
-            raise ValueError("hybrid=True needs behaviour labels y")
-        return TimeContrastiveSampler(len(recording), time_offsets, **margins)
-    if kind == "continuous":
-        behaviour = ContinuousBehaviourSampler(recording.continuous, **targets, **margins)
-    elif kind == "discrete":
-        behaviour = DiscreteBehaviourSampler(recording.discrete, allow_singletons=True, **margins)
-    else:
-        behaviour = MixedBehaviourSampler(recording.discrete, recording.continuous, **targets, **margins)
-    return HybridSampler(behaviour, time_offsets) if hybrid else behaviour
-
-
 @contextmanager
 def _global_random_state_kept() -> Iterator[None]:
     """Restore torch's, NumPy's and Python's global random streams on exit (training seeds them)."""
@@ -612,11 +547,3 @@ def _checked_session(X: Any, y: Any, x_name: str, y_name: str) -> Recording:
         if discrete.shape != (length,):
             raise ValueError(f"{name} (discrete) must have shape ({length},) to match {x_name}, got {discrete.shape}")
     return Recording(neural, continuous, discrete)
-
-
-def _label_kind(recording: Recording) -> str:
-    has_continuous, has_discrete = recording.continuous is not None, recording.discrete is not None
-    return {(False, False): "none", (True, False): "continuous", (False, True): "discrete"}.get(
-        (has_continuous, has_discrete), "mixed"
-    )
-

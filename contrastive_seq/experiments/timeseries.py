@@ -31,7 +31,7 @@ import torch
 from contrastive_seq import distributed
 from contrastive_seq.data.recording import Recording
 from contrastive_seq.data.synthetic import synthetic_place_cells
-from contrastive_seq.estimator import DISTANCES, cebra_loss, cebra_sampler
+from contrastive_seq.methods.cebra import DISTANCES, cebra_loss, cebra_sampler
 from contrastive_seq.evaluation.decoding import knn_decode
 from contrastive_seq.experiments.run import experiment_runner, report_results
 from contrastive_seq.experiments.sections import (

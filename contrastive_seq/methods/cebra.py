@@ -12,9 +12,27 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from contrastive_seq.data.recording import Recording
 from contrastive_seq.losses.infonce import InfoNCE
 from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.methods.base import Method
+from contrastive_seq.sampling.base import Sampler
+from contrastive_seq.sampling.behaviour import (
+    ContinuousBehaviourSampler,
+    DiscreteBehaviourSampler,
+    HybridSampler,
+    MixedBehaviourSampler,
+)
+from contrastive_seq.sampling.multisession import (
+    MultiSessionDiscreteSampler,
+    MultiSessionSampler,
+    MultiSessionTimeSampler,
+)
+from contrastive_seq.sampling.time import TimeContrastiveSampler
+
+CONDITIONALS = ("time_delta", "delta")
+DISTANCES = {"cosine": ("cosine", True), "euclidean": ("neg_sq_euclidean", False), "dot": ("dot", False)}
+TEMPERATURE_MODES = ("constant", "auto")
 
 
 class CEBRA(Method):
@@ -124,3 +142,85 @@ class MultiSessionCEBRA(Method):
         if not 0 <= session < len(self.encoders):
             raise ValueError(f"session must lie in [0, {len(self.encoders)}), got {session}")
         return self.encoders[session].embed_sequence(x)
+
+
+def cebra_loss(
+    distance: str = "cosine", temperature: float = 1.0, temperature_mode: str = "constant", min_temperature: float = 0.1
+) -> InfoNCE:
+    """CEBRA's decoupled InfoNCE for a ``distance`` of :data:`DISTANCES`, with a fixed or learned temperature.
+
+    ``temperature_mode="auto"`` learns τ, bounded below by ``min_temperature``.
+    """
+    if distance not in DISTANCES:
+        raise ValueError(f"distance must be one of {tuple(DISTANCES)}, got {distance!r}")
+    if temperature_mode not in TEMPERATURE_MODES:
+        raise ValueError(f"temperature_mode must be one of {TEMPERATURE_MODES}, got {temperature_mode!r}")
+    low = min_temperature if temperature_mode == "auto" else min(temperature, 0.01)
+    return InfoNCE(
+        decoupled=True,
+        similarity=DISTANCES[distance][0],
+        temperature=float(temperature),
+        learnable_temperature=temperature_mode == "auto",
+        temperature_bounds=(float(low), max(100.0, float(temperature))),
+    )
+
+
+def cebra_sampler(
+    sessions: list[Recording],
+    conditional: str = "time_delta",
+    delta: float = 0.1,
+    time_offsets: int = 10,
+    hybrid: bool = False,
+    left_context: int = 0,
+    right_context: int = 0,
+    num_negatives: int | None = None,
+) -> Sampler:
+    """The sampler CEBRA would pair ``sessions`` with, chosen by the labels they carry.
+
+    One session: no labels gives time pairs (positive ``t + time_offsets``);
+    continuous labels the ``conditional`` (``"time_delta"`` / ``"delta"``)
+    behaviour sampler; discrete labels same-label pairs; both the mixed
+    sampler; ``hybrid=True`` adds time positives to a behaviour sampler.
+    Several sessions pair across sessions through the labels they share:
+    continuous labels (the nearest target), discrete labels (the same
+    label), or none (time pairs within each session). ``left_context`` /
+    ``right_context`` are the encoder's margins.
+    """
+    margins = {"left_context": left_context, "right_context": right_context, "num_negatives": num_negatives}
+    targets = {"mode": conditional, "delta": delta, "time_delta": time_offsets}
+    if len(sessions) > 1:
+        kinds = {label_kind(recording) for recording in sessions}
+        if len(kinds) != 1:
+            raise ValueError(f"y must give every session labels of one kind, got {sorted(kinds)}")
+        if hybrid:
+            raise ValueError("hybrid=True is not available for several sessions")
+        kind = kinds.pop()
+        if kind == "continuous":
+            return MultiSessionSampler([recording.continuous for recording in sessions], **targets, **margins)
+        if kind == "discrete":
+            return MultiSessionDiscreteSampler([recording.discrete for recording in sessions], **margins)
+        if kind == "none":
+            return MultiSessionTimeSampler([len(recording) for recording in sessions], time_offsets, **margins)
+        raise ValueError("several sessions take continuous or discrete labels y, not both (mixed)")
+    recording = sessions[0]
+    kind = label_kind(recording)
+    if kind == "none":
+        if hybrid:
+            raise ValueError("hybrid=True needs behaviour labels y")
+        return TimeContrastiveSampler(len(recording), time_offsets, **margins)
+    if kind == "continuous":
+        behaviour = ContinuousBehaviourSampler(recording.continuous, **targets, **margins)
+    elif kind == "discrete":
+        behaviour = DiscreteBehaviourSampler(recording.discrete, allow_singletons=True, **margins)
+    else:
+        behaviour = MixedBehaviourSampler(recording.discrete, recording.continuous, **targets, **margins)
+    return HybridSampler(behaviour, time_offsets) if hybrid else behaviour
+
+
+def label_kind(recording: Recording) -> str:
+    """``"none"``, ``"continuous"``, ``"discrete"`` or ``"mixed"``: the labels ``recording`` carries."""
+    has_continuous, has_discrete = recording.continuous is not None, recording.discrete is not None
+    return {(False, False): "none", (True, False): "continuous", (False, True): "discrete"}.get(
+        (has_continuous, has_discrete), "mixed"
+    )
+
