@@ -15,7 +15,9 @@ def __getattr__(name: str) -> object:
         from contrastive_seq.estimator import ContrastiveEmbedding
 
         return ContrastiveEmbedding
+    if name in ("CEBRA", "plot_loss", "plot_temperature"):  # CEBRA's drop-in API
+        return getattr(__import__("contrastive_seq.cebra_api", fromlist=[name]), name)
     raise AttributeError(f"module 'contrastive_seq' has no attribute {name!r}")
 
 
-__all__ = ["ContrastiveEmbedding"]
+__all__ = ["CEBRA", "ContrastiveEmbedding", "plot_loss", "plot_temperature"]

@@ -77,6 +77,8 @@ from contrastive_seq.views.base import Views
 from contrastive_seq.views.windows import MultiSessionWindowViews, WindowViews
 
 SAVE_FORMAT = 1
+# set by a fit from its data (before any training)
+_INPUT_ATTRIBUTES = ("n_features_in_", "n_sessions_", "n_features_per_session_", "label_kind_")
 DEVICES = ("auto", "cpu", "cuda", "cuda_if_available")
 
 
@@ -334,11 +336,23 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
 
     def _sampler(self, sessions: list[Recording], left: int, right: int) -> Sampler:
         """The sampler for this data and these hyper-parameters (the label kind decides)."""
+        conditional = self.conditional or "time_delta"
+        time_offsets = int(self.time_offsets)
+        shortest = min(len(recording) for recording in sessions)
+        by_label_change = conditional == "time_delta" and not self.hybrid and label_kind(sessions[0]) in ("continuous", "mixed")
+        if by_label_change and 2 <= shortest <= time_offsets:
+            warnings.warn(
+                f"time_offsets={time_offsets} is not shorter than the shortest recording ({shortest} time points): "
+                f"label changes for the time_delta conditional are measured over {shortest - 1} steps instead",
+                DegenerateInputWarning,
+                stacklevel=4,
+            )
+            time_offsets = shortest - 1
         return cebra_sampler(
             sessions,
-            conditional=self.conditional or "time_delta",
+            conditional=conditional,
             delta=0.1 if self.delta is None else float(self.delta),
-            time_offsets=int(self.time_offsets),
+            time_offsets=time_offsets,
             hybrid=self.hybrid,
             left_context=left,
             right_context=right,
@@ -421,7 +435,9 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         for ``X`` (which may have another number of channels) into the fitted
         space, for ``max_adapt_iterations`` steps.
 
-        Every argument is checked before training; on an error the estimator is left unfitted.
+        Every argument is checked before training; on an error in them a
+        fitted estimator keeps its previous fit (as CEBRA's), and an error
+        during training leaves it unfitted.
         """
         return self._fit(X, _as_label_tuple(y), adapt)
 
@@ -429,10 +445,7 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         self._check_params()
         if adapt:
             return self._adapt(X, labels)
-        for attribute in ("n_features_in_", "model_"):
-            if hasattr(self, attribute):
-                delattr(self, attribute)
-        sessions = self._recordings(X, labels, reset=True)
+        sessions = self._checked_new_data(X, labels)
         _warn_if_degenerate(sessions)
         self._build_model()
         try:
@@ -441,6 +454,21 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
             del self.model_
             raise
         return self
+
+    def _checked_new_data(self, X: Any, labels: tuple) -> list[Recording]:
+        """The sessions of a new fit, checked; on an error the input attributes of the previous fit are kept."""
+        saved = {name: getattr(self, name) for name in _INPUT_ATTRIBUTES if hasattr(self, name)}
+        for name in saved:
+            delattr(self, name)
+        try:
+            return self._recordings(X, labels, reset=True)
+        except BaseException:
+            for name in _INPUT_ATTRIBUTES:
+                if hasattr(self, name):
+                    delattr(self, name)
+            for name, value in saved.items():
+                setattr(self, name, value)
+            raise
 
     def partial_fit(self, X: Any, y: Any = None) -> ContrastiveEmbedding:
         """Train ``max_iterations`` more steps on ``X``, ``y`` from the current weights (fits first if unfitted).
@@ -465,9 +493,7 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
                 "adapt=True is not implemented for multisession models or data: adapt a single-session model "
                 "to one new session"
             )
-        if hasattr(self, "n_features_in_"):
-            del self.n_features_in_
-        sessions = self._recordings(X, labels, reset=True)
+        sessions = self._checked_new_data(X, labels)
         _warn_if_degenerate(sessions)
         old = self._encoder()
         with _global_random_state_kept():
@@ -638,6 +664,28 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         estimator.history_ = state["history"]
         estimator.optimizer_state_ = state.get("optimizer", {})
         return estimator
+
+
+def expected_failed_checks(estimator: ContrastiveEmbedding) -> dict[str, str]:
+    """The scikit-learn checks ``estimator`` fails by design, with the reason (sklearn's ``expected_failed_checks``).
+
+    Use as ``check_estimator(est, expected_failed_checks=expected_failed_checks(est))``
+    or ``parametrize_with_checks([est], expected_failed_checks=expected_failed_checks)``.
+    An encoder whose receptive field spans several time points embeds each
+    row from its neighbours, so reordering the rows or embedding a subset
+    changes the result; a receptive field of one time point fails none.
+    """
+    encoder = make_architecture(estimator.model_architecture, 1, 1, 2)
+    if encoder.receptive_field == 1:
+        return {}
+    reason = (
+        f"{estimator.model_architecture!r} embeds each time point from a window of {encoder.receptive_field} "
+        "neighbouring rows, so the embedding of a row depends on the rows around it"
+    )
+    return {
+        "check_methods_sample_order_invariance": f"{reason}: reordering the rows changes it",
+        "check_methods_subset_invariance": f"{reason}: embedding a subset of the rows changes it",
+    }
 
 
 def embed_in_batches(encoder: TimeSeriesEncoder, x: torch.Tensor, batch_size: int | None, pad: bool) -> torch.Tensor:

@@ -51,12 +51,27 @@ def place_cells():
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.SkipTestWarning")
-def test_sklearn_check_estimator_passes():
-    results = check_estimator(ContrastiveEmbedding(**TINY), on_fail=None)
+@pytest.mark.filterwarnings("ignore::contrastive_seq.estimator.DegenerateInputWarning")
+@pytest.mark.parametrize("params", [{}, TINY], ids=["default offset10", "offset1-mlp"])
+def test_sklearn_check_estimator_passes(params):
+    """The default estimator (offset10; only fewer steps and a smaller batch, for time) and the MLP.
+
+    The convolutional default fails the two row-invariance checks by design, declared
+    publicly by ``expected_failed_checks``; the MLP (receptive field 1) fails none.
+    """
+    model = ContrastiveEmbedding(**{"max_iterations": 2, "batch_size": 16, "device": "cpu", "random_state": 0, **params})
+    expected = estimator_module.expected_failed_checks(model)
+    assert set(expected) == (
+        {"check_methods_sample_order_invariance", "check_methods_subset_invariance"} if not params else set()
+    )
+    results = check_estimator(model, on_fail=None, expected_failed_checks=expected)
     assert len(results) > 40
     not_passed = {r["check_name"]: (r["status"], r["exception"]) for r in results if r["status"] != "passed"}
     for name, (status, exception) in not_passed.items():
-        assert name in EXPECTED_SKIPS and status == "skipped", f"{name} {status}: {exception!r}"
+        if name in expected:
+            assert status == "xfail", f"{name} {status}: {exception!r}"
+        else:
+            assert name in EXPECTED_SKIPS and status == "skipped", f"{name} {status}: {exception!r}"
 
 
 @pytest.mark.parametrize("kind", ["none", "continuous", "discrete", "mixed", "hybrid"])
