@@ -58,6 +58,7 @@ from contrastive_seq.methods.cebra import (
     DISTANCES,
     TEMPERATURE_MODES,
     MultiSessionCEBRA,
+    WholeRecordingViews,
     cebra_loss,
     cebra_sampler,
     label_kind,
@@ -393,7 +394,9 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         encoder = self._encoder()
         sampler = self._sampler(sessions, encoder.left_context, encoder.right_context)
         if len(sessions) == 1:
-            return sampler, sessions[0], WindowViews.for_encoder(encoder)
+            whole = self.batch_size is None and encoder.time_stride == 1 and sessions[0].in_memory
+            views = WholeRecordingViews(encoder.left_context) if whole else WindowViews.for_encoder(encoder)
+            return sampler, sessions[0], views
         return sampler, MultiSessionRecording(sessions), MultiSessionWindowViews.for_encoder(encoder)
 
     def _train(self, sessions: list[Recording], steps: int) -> None:

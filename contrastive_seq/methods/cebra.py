@@ -16,7 +16,7 @@ from contrastive_seq.data.recording import Recording
 from contrastive_seq.losses.infonce import InfoNCE
 from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.methods.base import Method
-from contrastive_seq.sampling.base import Sampler
+from contrastive_seq.sampling.base import PairIndex, Sampler
 from contrastive_seq.sampling.behaviour import (
     ContinuousBehaviourSampler,
     DiscreteBehaviourSampler,
@@ -29,6 +29,7 @@ from contrastive_seq.sampling.multisession import (
     MultiSessionTimeSampler,
 )
 from contrastive_seq.sampling.time import TimeContrastiveSampler
+from contrastive_seq.views.base import Views
 
 CONDITIONALS = ("time_delta", "delta")
 DISTANCES = {"cosine": ("cosine", True), "euclidean": ("neg_sq_euclidean", False), "dot": ("dot", False)}
@@ -39,7 +40,10 @@ class CEBRA(Method):
     """One encoder for reference, positive and negative windows; InfoNCE against shared negatives.
 
     Batch (from :class:`contrastive_seq.views.windows.WindowViews`):
-    ``{"reference": (N, C, W), "positive": (P, N, C, W), "negative": (M, C, W)}``.
+    ``{"reference": (N, C, W), "positive": (P, N, C, W), "negative": (M, C, W)}``;
+    or (from :class:`WholeRecordingViews`) ``{"recording": (1, C, T),
+    "reference": (N,), "positive": (P, N), "negative": (M,)}``, the pairs as
+    rows of the recording's valid embedding, embedded in one pass.
 
     With ``hybrid=False`` the loss uses positive column 0. With ``hybrid=True``
     the sampler's column 0 is the time positive and column 1 the behaviour
@@ -67,14 +71,19 @@ class CEBRA(Method):
     def training_step(self, batch: dict[str, torch.Tensor]) -> LossOutput:  # noqa: D102
         reference, positive, negative = batch["reference"], batch["positive"], batch["negative"]
         needed = 2 if self.hybrid else 1
-        if positive.dim() != 4 or positive.shape[0] < needed:
+        if positive.dim() != (2 if "recording" in batch else 4) or positive.shape[0] < needed:
             raise ValueError(
-                f"batch['positive'] must have shape (P >= {needed}, N, C, W), got {tuple(positive.shape)}"
+                f"batch['positive'] must have shape (P >= {needed}, N, C, W), or (P, N) rows with "
+                f"batch['recording'], got {tuple(positive.shape)}"
             )
         n = reference.shape[0]
-        windows = torch.cat([reference, rearrange(positive[:needed], "p n c w -> (p n) c w"), negative])
-        z = self.encoder(windows)
-        z_ref, z_pos, z_neg = z[:n], z[n : n + needed * n], z[n + needed * n :]
+        if "recording" in batch:  # whole-recording batch: one pass, pairs are rows of its embedding
+            z = rearrange(self.encoder._valid_pass(batch["recording"]), "1 d t -> t d")
+            z_ref, z_pos, z_neg = z[reference], z[positive[:needed].reshape(-1)], z[negative]
+        else:
+            windows = torch.cat([reference, rearrange(positive[:needed], "p n c w -> (p n) c w"), negative])
+            z = self.encoder(windows)
+            z_ref, z_pos, z_neg = z[:n], z[n : n + needed * n], z[n + needed * n :]
         if not self.hybrid:
             return self.loss(z_ref, z_pos, z_neg)
         k = self.behaviour_dimensions
@@ -142,6 +151,39 @@ class MultiSessionCEBRA(Method):
         if not 0 <= session < len(self.encoders):
             raise ValueError(f"session must lie in [0, {len(self.encoders)}), got {session}")
         return self.encoders[session].embed_sequence(x)
+
+
+class WholeRecordingViews(Views):
+    """CEBRA's full batch (``batch_size=None``): the whole recording once, the pairs as rows of its embedding.
+
+    When a batch covers every valid time point, one valid pass over the
+    recording embeds each time point once, where window batches would embed
+    it about three times per window it falls in (reference, positive,
+    negative): the same outputs at a fraction of the multiply-adds and memory.
+
+    ``views(recording, pairs, generator)`` returns::
+
+        {"recording": (1, C, T),
+         "reference": (N,), "positive": (P, N), "negative": (M,)}   # time - left_context
+
+    Args:
+        left_context: the encoder's left margin (row ``r`` of the valid pass is time ``r + left_context``).
+    """
+
+    def __init__(self, left_context: int):
+        self.left_context = left_context
+
+    def __call__(self, dataset: Recording, pairs: PairIndex, generator: torch.Generator) -> dict[str, torch.Tensor]:  # noqa: D102
+        if not isinstance(dataset, Recording):
+            raise TypeError(f"dataset must be a Recording, got {type(dataset).__name__}")
+        if pairs.negative is None or pairs.negative.dim() != 1:
+            raise ValueError("pairs.negative must be shared negatives of shape (M,)")
+        return {
+            "recording": rearrange(dataset.read_neural(), "t c -> 1 c t"),
+            "reference": pairs.reference - self.left_context,
+            "positive": pairs.positive.T - self.left_context,
+            "negative": pairs.negative - self.left_context,
+        }
 
 
 def cebra_loss(
