@@ -17,14 +17,21 @@
 - ``hybrid=True``: a time loss is added to the behaviour loss.
 
 Several sessions: ``X`` a list of ``(T_s, C_s)`` arrays and ``y`` a list of
-their continuous labels (one shared meaning); each session gets its own
-encoder into one shared space, ``transform(X, session=s)`` embeds session
+their labels, continuous or discrete, of one shared meaning (positives are
+found in another session), or ``y=None`` (time pairs within each session);
+each session gets its own encoder into one shared space. A fitted
+single-session model adapts to a new session, even of another width, with
+``fit(X_new, y_new, adapt=True)``: only a new input layer is trained into
+the fitted space. ``transform(X, session=s)`` embeds session
 ``s`` and ``transform(list_of_sessions)`` all of them. ``X`` may also be a :class:`~contrastive_seq.data.recording.Recording`
 (an HDF5-backed one trains without loading the neural data) or a
 :class:`~contrastive_seq.data.recording.MultiSessionRecording`, whose labels are used.
 
 Every argument is checked before training starts; errors name the argument
-(``X``, ``y``, ``X[s]``, ``y[s]``, ``session`` or the parameter). Training
+(``X``, ``y``, ``X[s]``, ``y[s]``, ``session`` or the parameter), and
+degenerate data warns (:class:`DegenerateInputWarning`).
+:class:`~contrastive_seq.cebra_api.CEBRA` is this estimator with CEBRA
+0.6.1's defaults and calls. Training
 runs on the one :class:`~contrastive_seq.training.Trainer`; the estimator
 leaves the global random streams (torch, NumPy, Python) as it found them.
 :meth:`ContrastiveEmbedding.save` / :meth:`ContrastiveEmbedding.load` write
