@@ -96,12 +96,15 @@ def fetch_tests(workdir: Path) -> Path:
 
 
 def run(tests: Path, swap: bool, report: Path, deselect: list[str], extra: list[str]) -> dict[str, str]:
-    """Run the fast sklearn tests (with or without the swap); returns ``{test id: outcome}``."""
+    """Run the fast sklearn tests (with or without the swap, leaving out the node ids ``deselect``).
+
+    Returns ``{test id: outcome}``.
+    """
     (tests / "conftest.py").write_text(CONFTEST.format(swap=swap))
     command = [sys.executable, "-m", "pytest", "test_sklearn.py", "--runfast", "-m", "not slow", "-q",
                "-p", "no:cacheprovider", f"--junitxml={report}", *extra]
-    for test in deselect:
-        command += ["--deselect", f"test_sklearn.py::{test}"]
+    for node in deselect:
+        command += ["--deselect", node]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
                                                                 os.environ.get("PYTHONPATH", "")])}
     subprocess.run(command, cwd=tests, env=environment, check=False)
@@ -114,15 +117,15 @@ def run(tests: Path, swap: bool, report: Path, deselect: list[str], extra: list[
     return outcomes
 
 
-def collect(tests: Path) -> list[str]:
-    """Test ids of the fast run (collected against cebra itself)."""
+def collect(tests: Path) -> dict[str, str]:
+    """``{test id: pytest node id}`` of the fast run (collected against cebra itself)."""
     (tests / "conftest.py").write_text(CONFTEST.format(swap=False))
     listing = subprocess.run(
         [sys.executable, "-m", "pytest", "test_sklearn.py", "--runfast", "-m", "not slow", "--collect-only", "-q",
          "-p", "no:cacheprovider"],
         cwd=tests, capture_output=True, text=True, check=False,
     ).stdout
-    return [line.split("::", 1)[1] for line in listing.splitlines() if line.startswith("test_sklearn.py::")]
+    return {line.split("::", 1)[1]: line for line in listing.splitlines() if "test_sklearn.py::" in line}
 
 
 def private_name(test: str) -> str | None:
@@ -130,7 +133,8 @@ def private_name(test: str) -> str | None:
 
 
 def summary(outcomes: dict[str, str]) -> str:
-    counts = {state: sum(1 for value in outcomes.values() if value == state) for state in ("passed", "failed", "error", "skipped")}
+    states = ("passed", "failed", "error", "skipped")
+    counts = {state: sum(1 for value in outcomes.values() if value == state) for state in states}
     return ", ".join(f"{count} {state}" for state, count in counts.items())
 
 
@@ -144,9 +148,11 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     tests = fetch_tests(workdir)
     everything = collect(tests)
+    if not everything:
+        raise SystemExit("collected no tests from test_sklearn.py: is cebra installed?")
     left_out = {test: private_name(test) for test in everything if private_name(test)}
     theirs = {} if args.only_ours else run(tests, False, workdir / "cebra.xml", [], args.pytest_args)
-    ours = run(tests, True, workdir / "ours.xml", sorted(left_out), args.pytest_args)
+    ours = run(tests, True, workdir / "ours.xml", [everything[test] for test in left_out], args.pytest_args)
     print(f"\ncebra {VERSION} tests/test_sklearn.py --runfast -m 'not slow': {len(everything)} tests")
     if theirs:
         print(f"  cebra.CEBRA:            {summary(theirs)}")

@@ -140,7 +140,9 @@ class CEBRA(ContrastiveEmbedding):
         if not isinstance(self.pad_before_transform, bool):
             raise ValueError(f"pad_before_transform must be a bool, got {self.pad_before_transform!r}")
         if self.masking_kwargs is not None:
-            raise ValueError(f"masking_kwargs must be None (input masking is not available), got {self.masking_kwargs!r}")
+            raise ValueError(
+                f"masking_kwargs must be None (input masking is not available), got {self.masking_kwargs!r}"
+            )
         settings = self._optimizer_settings()
         for name, default in ADAM_DEFAULTS:
             if name != "weight_decay" and settings[name] != default:
@@ -155,7 +157,8 @@ class CEBRA(ContrastiveEmbedding):
             raise ValueError(f"optimizer_kwargs must be (name, value) pairs, got {self.optimizer_kwargs!r}") from None
         unknown = set(given) - {name for name, _ in ADAM_DEFAULTS}
         if unknown:
-            raise ValueError(f"optimizer_kwargs: unknown settings {sorted(unknown)}, expected Adam's {[n for n, _ in ADAM_DEFAULTS]}")
+            known = [name for name, _ in ADAM_DEFAULTS]
+            raise ValueError(f"optimizer_kwargs: unknown settings {sorted(unknown)}, expected Adam's {known}")
         return {**dict(ADAM_DEFAULTS), **given}
 
     def _weight_decay(self) -> float:
@@ -215,11 +218,12 @@ class CEBRA(ContrastiveEmbedding):
         """CEBRA's training state: weights, optimiser, per-step loss and log, criterion, decode, version."""
         check_is_fitted(self, "model_")
         encoders = getattr(self.model_, "encoders", None)
-        weights = (
-            self._encoder().state_dict()
-            if encoders is None
-            else {f"{s}.{name}": value for s, encoder in enumerate(encoders) for name, value in encoder.state_dict().items()}
-        )
+        if encoders is None:
+            weights = self._encoder().state_dict()
+        else:
+            weights = {
+                f"{s}.{name}": value for s, encoder in enumerate(encoders) for name, value in encoder.state_dict().items()
+            }
         records = [record for record in self.history_ if "loss" in record]
         parts = sorted({name for record in records for name in record.get("parts", {})})
         return {

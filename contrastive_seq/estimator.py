@@ -347,7 +347,8 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         conditional = self.conditional or "time_delta"
         time_offsets = int(self.time_offsets)
         shortest = min(len(recording) for recording in sessions)
-        by_label_change = conditional == "time_delta" and not self.hybrid and label_kind(sessions[0]) in ("continuous", "mixed")
+        kind = label_kind(sessions[0])
+        by_label_change = conditional == "time_delta" and not self.hybrid and kind in ("continuous", "mixed")
         if by_label_change and 2 <= shortest <= time_offsets:
             warnings.warn(
                 f"time_offsets={time_offsets} is not shorter than the shortest recording ({shortest} time points): "
@@ -509,7 +510,8 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         with _global_random_state_kept():
             torch.manual_seed(self._seed + self.n_iter_)
             new = self._make_encoder(sessions[0].num_channels)
-        input_layer = _input_layer_parameters(self._make_encoder)
+        with _global_random_state_kept():
+            input_layer = _input_layer_parameters(self._make_encoder)
         state = {name: value for name, value in old.state_dict().items() if name not in input_layer}
         new.load_state_dict(state, strict=False)
         self.model_.encoder = new
@@ -685,7 +687,8 @@ def expected_failed_checks(estimator: ContrastiveEmbedding) -> dict[str, str]:
     row from its neighbours, so reordering the rows or embedding a subset
     changes the result; a receptive field of one time point fails none.
     """
-    encoder = make_architecture(estimator.model_architecture, 1, 1, 2)
+    with _global_random_state_kept():
+        encoder = make_architecture(estimator.model_architecture, 1, 1, 2)
     if encoder.receptive_field == 1:
         return {}
     reason = (

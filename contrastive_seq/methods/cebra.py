@@ -173,7 +173,9 @@ class WholeRecordingViews(Views):
     def __init__(self, left_context: int):
         self.left_context = left_context
 
-    def __call__(self, dataset: Recording, pairs: PairIndex, generator: torch.Generator) -> dict[str, torch.Tensor]:  # noqa: D102
+    def __call__(  # noqa: D102
+        self, dataset: Recording, pairs: PairIndex, generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
         if not isinstance(dataset, Recording):
             raise TypeError(f"dataset must be a Recording, got {type(dataset).__name__}")
         if pairs.negative is None or pairs.negative.dim() != 1:

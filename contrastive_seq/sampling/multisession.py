@@ -38,6 +38,7 @@ batch: :meth:`PairIndex.shard` for several ranks splits it row-wise.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 
 import torch
@@ -97,11 +98,11 @@ class _SessionBlocks(Sampler):
         """``(S,)`` σ: the session of each block's positives (default: a random derangement)."""
         return random_derangement(self.num_sessions, generator)
 
+    @abc.abstractmethod
     def positives_in(
         self, session: int, target: int, reference: torch.Tensor, generator: torch.Generator
     ) -> torch.Tensor:
         """``(B,)`` local positives in session ``target`` for the local references ``(B,)`` of ``session``."""
-        raise NotImplementedError
 
     def draw(self, batch_size: int, generator: torch.Generator) -> PairIndex:  # noqa: D102
         sessions = self.num_sessions
