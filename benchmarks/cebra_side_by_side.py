@@ -26,6 +26,10 @@ embeddings; the median absolute error is in metres (1.6 m track). At
 T = 10^6 CEBRA can be timed over a few steps only (``--large-cebra-steps``):
 each of its positives searches all T labels.
 
+A third row, ``drop-in``, is ``contrastive_seq.CEBRA`` built with CEBRA's
+exact constructor arguments (:func:`cebra_arguments`), as a CEBRA script
+would after changing one line; its ratio is against CEBRA as well.
+
 Needs ``pip install cebra`` (0.6.1; it leaves the installed torch alone)::
 
     python benchmarks/cebra_side_by_side.py                      # the README table (about 10 min on 1 thread)
@@ -41,6 +45,7 @@ import cebra
 import numpy as np
 import torch
 
+import contrastive_seq
 from contrastive_seq import ContrastiveEmbedding
 from contrastive_seq.data.synthetic import synthetic_place_cells
 from contrastive_seq.evaluation.decoding import knn_regression_scores
@@ -68,10 +73,9 @@ def ours(steps: int, seed: int) -> ContrastiveEmbedding:
     )
 
 
-def theirs(steps: int, seed: int) -> cebra.CEBRA:
-    """CEBRA's estimator (its random state is torch's global one, seeded here)."""
-    torch.manual_seed(seed)
-    return cebra.CEBRA(
+def cebra_arguments(steps: int) -> dict:
+    """CEBRA's constructor arguments, shared by CEBRA and the drop-in row."""
+    return dict(
         model_architecture="offset10-model",
         num_hidden_units=HIDDEN,
         output_dimension=OUTPUT,
@@ -85,6 +89,19 @@ def theirs(steps: int, seed: int) -> cebra.CEBRA:
         device="cpu",
         verbose=False,
     )
+
+
+def theirs(steps: int, seed: int) -> cebra.CEBRA:
+    """CEBRA's estimator (its random state is torch's global one, seeded here)."""
+    torch.manual_seed(seed)
+    return cebra.CEBRA(**cebra_arguments(steps))
+
+
+# --- the drop-in row: contrastive_seq.CEBRA with CEBRA's exact constructor arguments ---
+def drop_in(steps: int, seed: int) -> contrastive_seq.CEBRA:
+    """``contrastive_seq.CEBRA(...)`` where a CEBRA script has ``cebra.CEBRA(...)`` (NumPy's global state seeded)."""
+    np.random.seed(seed)
+    return contrastive_seq.CEBRA(**cebra_arguments(steps))
 
 
 def timed_fit(model: object, neural: np.ndarray, behaviour: np.ndarray) -> np.ndarray:
@@ -111,7 +128,7 @@ def compare(length: int, short: dict[str, int], long: dict[str, int], decode: bo
         train_part = test_part = recording
     train = (train_part.neural.numpy(), train_part.continuous.numpy())
     test = (test_part.neural.numpy(), test_part.continuous.numpy())
-    builders = {"ours": ours, "cebra": theirs}
+    builders = {"ours": ours, "cebra": theirs, "drop-in": drop_in}
     rows = {}
     for side, build in builders.items():
         rows[side] = {"short": timed_fit(build(short[side], seed), *train)}
@@ -129,7 +146,7 @@ def compare(length: int, short: dict[str, int], long: dict[str, int], decode: bo
 def warm_up(seed: int) -> None:
     """A few steps of both sides on small data, so that one-time costs (lazy imports) fall outside the timed fits."""
     recording = synthetic_place_cells(num_neurons=NEURONS, num_timepoints=2_000, seed=seed)
-    for build in (ours, theirs):
+    for build in (ours, theirs, drop_in):
         build(3, seed).fit(recording.neural.numpy(), recording.continuous.numpy())
 
 
@@ -160,13 +177,14 @@ def main() -> None:
                 "cebra": args.steps if small else args.large_cebra_steps[1]}
         short = {"ours": args.short_steps,
                  "cebra": args.short_steps if small else args.large_cebra_steps[0]}
+        long["drop-in"], short["drop-in"] = long["ours"], short["ours"]
         rows = compare(length, short, long, decode, args.seed)
         ratio = rows["cebra"]["s_per_step"] / rows["ours"]["s_per_step"]
         ours_seconds[length] = rows["ours"]["s_per_step"]
         for side, row in rows.items():
             error = f"{row['median_error_m']:.4f}" if decode else "-"
             r2 = f"{row['r2']:.4f}" if decode else "-"
-            shown_ratio = f"{ratio:.2f}" if side == "ours" else ""
+            shown_ratio = "" if side == "cebra" else f"{rows['cebra']['s_per_step'] / row['s_per_step']:.2f}"
             print(f"{length:>9}  {side:<6} {row['steps']!s:<15} {row['s_per_step']:>10.4f} "
                   f"{row['wall_s_per_step']:>11.4f} "
                   f"{1 / row['s_per_step']:>7.2f} {shown_ratio:>16} {error:>22} {r2:>8}", flush=True)

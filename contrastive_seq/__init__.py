@@ -20,6 +20,9 @@ _LAZY = {
     "load_experiment_config": "contrastive_seq.experiments",
     "run_experiment": "contrastive_seq.experiments",
     "evaluate_run": "contrastive_seq.experiments",
+    "CEBRA": "contrastive_seq.cebra_api",  # CEBRA's drop-in API
+    "plot_loss": "contrastive_seq.cebra_api",
+    "plot_temperature": "contrastive_seq.cebra_api",
 }
 
 

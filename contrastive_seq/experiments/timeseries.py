@@ -8,7 +8,7 @@ run direction on the held-out last part from the trained embedding, a random
 to the run's other files.
 
 Which pairs are drawn follows from ``method.behaviour`` exactly as in the
-estimator (:func:`~contrastive_seq.estimator.cebra_sampler`): ``none`` (time
+estimator (:func:`~contrastive_seq.methods.cebra.cebra_sampler`): ``none`` (time
 contrastive), ``continuous`` (position and direction as continuous
 variables), ``discrete`` (direction), ``mixed`` (direction, then the nearest
 position); ``method.hybrid`` adds the time loss.
@@ -233,7 +233,7 @@ class CEBRAMethodConfig(MethodConfig):
             _require_positive(self, "num_negatives")
 
     def build(self, config: ExperimentConfig, encoder: nn.Module, train: Any) -> tuple[Method, Sampler]:
-        from contrastive_seq.estimator import cebra_loss, cebra_sampler
+        from contrastive_seq.methods.cebra import cebra_loss, cebra_sampler
         from contrastive_seq.methods.cebra import CEBRA
 
         if not isinstance(train, Recording):

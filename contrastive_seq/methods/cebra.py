@@ -12,16 +12,38 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from contrastive_seq.data.recording import Recording
 from contrastive_seq.losses.infonce import InfoNCE
 from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.methods.base import Method
+from contrastive_seq.sampling.base import PairIndex, Sampler
+from contrastive_seq.sampling.behaviour import (
+    ContinuousBehaviourSampler,
+    DiscreteBehaviourSampler,
+    HybridSampler,
+    MixedBehaviourSampler,
+)
+from contrastive_seq.sampling.multisession import (
+    MultiSessionDiscreteSampler,
+    MultiSessionSampler,
+    MultiSessionTimeSampler,
+)
+from contrastive_seq.sampling.time import TimeContrastiveSampler
+from contrastive_seq.views.base import Views
+
+CONDITIONALS = ("time_delta", "delta")
+DISTANCES = {"cosine": ("cosine", True), "euclidean": ("neg_sq_euclidean", False), "dot": ("dot", False)}
+TEMPERATURE_MODES = ("constant", "auto")
 
 
 class CEBRA(Method):
     """One encoder for reference, positive and negative windows; InfoNCE against shared negatives.
 
     Batch (from :class:`contrastive_seq.views.windows.WindowViews`):
-    ``{"reference": (N, C, W), "positive": (P, N, C, W), "negative": (M, C, W)}``.
+    ``{"reference": (N, C, W), "positive": (P, N, C, W), "negative": (M, C, W)}``;
+    or (from :class:`WholeRecordingViews`) ``{"recording": (1, C, T),
+    "reference": (N,), "positive": (P, N), "negative": (M,)}``, the pairs as
+    rows of the recording's valid embedding, embedded in one pass.
 
     With ``hybrid=False`` the loss uses positive column 0. With ``hybrid=True``
     the sampler's column 0 is the time positive and column 1 the behaviour
@@ -49,14 +71,19 @@ class CEBRA(Method):
     def training_step(self, batch: dict[str, torch.Tensor]) -> LossOutput:  # noqa: D102
         reference, positive, negative = batch["reference"], batch["positive"], batch["negative"]
         needed = 2 if self.hybrid else 1
-        if positive.dim() != 4 or positive.shape[0] < needed:
+        if positive.dim() != (2 if "recording" in batch else 4) or positive.shape[0] < needed:
             raise ValueError(
-                f"batch['positive'] must have shape (P >= {needed}, N, C, W), got {tuple(positive.shape)}"
+                f"batch['positive'] must have shape (P >= {needed}, N, C, W), or (P, N) rows with "
+                f"batch['recording'], got {tuple(positive.shape)}"
             )
         n = reference.shape[0]
-        windows = torch.cat([reference, rearrange(positive[:needed], "p n c w -> (p n) c w"), negative])
-        z = self.encoder(windows)
-        z_ref, z_pos, z_neg = z[:n], z[n : n + needed * n], z[n + needed * n :]
+        if "recording" in batch:  # whole-recording batch: one pass, pairs are rows of its embedding
+            z = rearrange(self.encoder._valid_pass(batch["recording"]), "1 d t -> t d")
+            z_ref, z_pos, z_neg = z[reference], z[positive[:needed].reshape(-1)], z[negative]
+        else:
+            windows = torch.cat([reference, rearrange(positive[:needed], "p n c w -> (p n) c w"), negative])
+            z = self.encoder(windows)
+            z_ref, z_pos, z_neg = z[:n], z[n : n + needed * n], z[n + needed * n :]
         if not self.hybrid:
             return self.loss(z_ref, z_pos, z_neg)
         k = self.behaviour_dimensions
@@ -124,3 +151,121 @@ class MultiSessionCEBRA(Method):
         if not 0 <= session < len(self.encoders):
             raise ValueError(f"session must lie in [0, {len(self.encoders)}), got {session}")
         return self.encoders[session].embed_sequence(x)
+
+
+class WholeRecordingViews(Views):
+    """CEBRA's full batch (``batch_size=None``): the whole recording once, the pairs as rows of its embedding.
+
+    When a batch covers every valid time point, one valid pass over the
+    recording embeds each time point once, where window batches would embed
+    it about three times per window it falls in (reference, positive,
+    negative): the same outputs at a fraction of the multiply-adds and memory.
+
+    ``views(recording, pairs, generator)`` returns::
+
+        {"recording": (1, C, T),
+         "reference": (N,), "positive": (P, N), "negative": (M,)}   # time - left_context
+
+    Args:
+        left_context: the encoder's left margin (row ``r`` of the valid pass is time ``r + left_context``).
+    """
+
+    def __init__(self, left_context: int):
+        self.left_context = left_context
+
+    def __call__(  # noqa: D102
+        self, dataset: Recording, pairs: PairIndex, generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
+        if not isinstance(dataset, Recording):
+            raise TypeError(f"dataset must be a Recording, got {type(dataset).__name__}")
+        if pairs.negative is None or pairs.negative.dim() != 1:
+            raise ValueError("pairs.negative must be shared negatives of shape (M,)")
+        return {
+            "recording": rearrange(dataset.read_neural(), "t c -> 1 c t"),
+            "reference": pairs.reference - self.left_context,
+            "positive": pairs.positive.T - self.left_context,
+            "negative": pairs.negative - self.left_context,
+        }
+
+
+def cebra_loss(
+    distance: str = "cosine", temperature: float = 1.0, temperature_mode: str = "constant", min_temperature: float = 0.1
+) -> InfoNCE:
+    """CEBRA's decoupled InfoNCE for a ``distance`` of :data:`DISTANCES`, with a fixed or learned temperature.
+
+    ``temperature_mode="auto"`` learns τ, bounded below by ``min_temperature``.
+    """
+    if distance not in DISTANCES:
+        raise ValueError(f"distance must be one of {tuple(DISTANCES)}, got {distance!r}")
+    if temperature_mode not in TEMPERATURE_MODES:
+        raise ValueError(f"temperature_mode must be one of {TEMPERATURE_MODES}, got {temperature_mode!r}")
+    low = min_temperature if temperature_mode == "auto" else min(temperature, 0.01)
+    return InfoNCE(
+        decoupled=True,
+        similarity=DISTANCES[distance][0],
+        temperature=float(temperature),
+        learnable_temperature=temperature_mode == "auto",
+        temperature_bounds=(float(low), max(100.0, float(temperature))),
+    )
+
+
+def cebra_sampler(
+    sessions: list[Recording],
+    conditional: str = "time_delta",
+    delta: float = 0.1,
+    time_offsets: int = 10,
+    hybrid: bool = False,
+    left_context: int = 0,
+    right_context: int = 0,
+    num_negatives: int | None = None,
+) -> Sampler:
+    """The sampler CEBRA would pair ``sessions`` with, chosen by the labels they carry.
+
+    One session: no labels gives time pairs (positive ``t + time_offsets``);
+    continuous labels the ``conditional`` (``"time_delta"`` / ``"delta"``)
+    behaviour sampler; discrete labels same-label pairs; both the mixed
+    sampler; ``hybrid=True`` adds time positives to a behaviour sampler.
+    Several sessions pair across sessions through the labels they share:
+    continuous labels (the nearest target), discrete labels (the same
+    label), or none (time pairs within each session). ``left_context`` /
+    ``right_context`` are the encoder's margins.
+    """
+    margins = {"left_context": left_context, "right_context": right_context, "num_negatives": num_negatives}
+    targets = {"mode": conditional, "delta": delta, "time_delta": time_offsets}
+    if len(sessions) > 1:
+        kinds = {label_kind(recording) for recording in sessions}
+        if len(kinds) != 1:
+            raise ValueError(f"y must give every session labels of one kind, got {sorted(kinds)}")
+        if hybrid:
+            raise ValueError("hybrid=True is not available for several sessions")
+        kind = kinds.pop()
+        if kind == "continuous":
+            return MultiSessionSampler([recording.continuous for recording in sessions], **targets, **margins)
+        if kind == "discrete":
+            return MultiSessionDiscreteSampler([recording.discrete for recording in sessions], **margins)
+        if kind == "none":
+            return MultiSessionTimeSampler([len(recording) for recording in sessions], time_offsets, **margins)
+        raise ValueError("several sessions take continuous or discrete labels y, not both (mixed)")
+    recording = sessions[0]
+    margins["segments"] = recording.segments  # no window and no positive crosses a trial boundary
+    kind = label_kind(recording)
+    if kind == "none":
+        if hybrid:
+            raise ValueError("hybrid=True needs behaviour labels y")
+        return TimeContrastiveSampler(len(recording), time_offsets, **margins)
+    if kind == "continuous":
+        behaviour = ContinuousBehaviourSampler(recording.continuous, **targets, **margins)
+    elif kind == "discrete":
+        behaviour = DiscreteBehaviourSampler(recording.discrete, allow_singletons=True, **margins)
+    else:
+        behaviour = MixedBehaviourSampler(recording.discrete, recording.continuous, **targets, **margins)
+    return HybridSampler(behaviour, time_offsets) if hybrid else behaviour
+
+
+def label_kind(recording: Recording) -> str:
+    """``"none"``, ``"continuous"``, ``"discrete"`` or ``"mixed"``: the labels ``recording`` carries."""
+    has_continuous, has_discrete = recording.continuous is not None, recording.discrete is not None
+    return {(False, False): "none", (True, False): "continuous", (False, True): "discrete"}.get(
+        (has_continuous, has_discrete), "mixed"
+    )
+

@@ -79,6 +79,9 @@ class TimeSeriesEncoder(nn.Module):
         self.right_context = receptive_field - 1 - self.left_context
         self.network = network
 
+    # one embedding per this many time points (the subsampling encoders override it)
+    time_stride = 1
+
     def _valid_pass(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, in_channels, T) -> (N, output_dim, T - receptive_field + 1)``, normalised over the embedding."""
         z = self.network(x)
@@ -246,3 +249,131 @@ def make_time_series_encoder(
     if not isinstance(name, str) or name not in TIME_SERIES_ENCODERS:
         raise ValueError(f"name must be one of {sorted(TIME_SERIES_ENCODERS)}, got {name!r}")
     return TIME_SERIES_ENCODERS[name](in_channels, output_dim, hidden_dim, normalize=normalize)
+
+
+class _DroppedResidual(_CroppedResidual):
+    """``x[..., crop] + GELU(conv(Dropout1d(x)))``: a residual block whose convolution sees channel dropout."""
+
+    def __init__(self, width: int, kernel_size: int, dropout: float):
+        super().__init__(width, kernel_size)
+        self.dropout = nn.Dropout1d(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, width, T) -> (N, width, T - kernel_size + 1)``."""
+        skip = x[..., self.crop_left : x.shape[-1] - self.crop_right]
+        return skip + F.gelu(self.conv(self.dropout(x)))
+
+
+class DropoutConvolutionalEncoder(TimeSeriesEncoder):
+    """:class:`ConvolutionalEncoder` with channel dropout (``Dropout1d``), active in train mode only.
+
+    ``Conv1d(in, hidden, 2), Dropout1d, GELU``, ``residual_blocks`` kernel-3
+    residual blocks (with ``dropout_in_blocks`` their convolutions see
+    ``Dropout1d`` too), ``Conv1d(hidden, output_dim, 3)``: receptive field
+    ``2 + 2 * residual_blocks + 2``. Unlike the other encoders it differs
+    between train and eval mode; embeddings are taken in eval mode.
+
+    Args:
+        in_channels, output_dim, hidden_dim: widths.
+        residual_blocks: kernel-3 residual blocks (>= 0).
+        dropout: the probability of zeroing a channel, in ``[0, 1)``.
+        dropout_in_blocks: drop channels before every residual convolution as well.
+        normalize: unit-norm embeddings.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        output_dim: int,
+        hidden_dim: int,
+        residual_blocks: int,
+        dropout: float = 0.1,
+        dropout_in_blocks: bool = False,
+        normalize: bool = True,
+    ):
+        _check_positive_int("hidden_dim", hidden_dim)
+        _check_positive_int("residual_blocks", residual_blocks, minimum=0)
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+        kernel = ConvolutionalEncoder.RESIDUAL_KERNEL
+        blocks = (
+            _DroppedResidual(hidden_dim, kernel, dropout) if dropout_in_blocks else _CroppedResidual(hidden_dim, kernel)
+            for _ in range(residual_blocks)
+        )
+        network = nn.Sequential(
+            nn.Conv1d(in_channels, hidden_dim, 2),
+            nn.Dropout1d(dropout),
+            nn.GELU(),
+            *blocks,
+            nn.Conv1d(hidden_dim, output_dim, 3),
+        )
+        super().__init__(network, 2 + residual_blocks * (kernel - 1) + 2, in_channels, output_dim, normalize)
+
+
+class _ConvWithSubsampledInput(nn.Module):
+    """``cat(conv(x), x[..., ::stride])`` along channels: a strided convolution that keeps the raw input too.
+
+    ``(N, C, T) -> (N, hidden + C, (T - kernel) // stride + 1)``; output step
+    ``j`` holds the convolution over ``x[..., j*stride : j*stride + kernel]``
+    and the input sample ``x[..., j*stride]``.
+    """
+
+    def __init__(self, in_channels: int, hidden_dim: int, kernel_size: int, stride: int):
+        super().__init__()
+        self.conv = nn.Conv1d(in_channels, hidden_dim, kernel_size, stride=stride)
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, C, T) -> (N, hidden + C, (T - kernel) // stride + 1)``."""
+        convolved = self.conv(x)
+        return torch.cat([convolved, x[..., :: self.stride][..., : convolved.shape[-1]]], dim=1)
+
+
+class SubsamplingEncoder(TimeSeriesEncoder):
+    """One embedding per 4 time points (``time_stride = 4``), as CEBRA's ``-4x-subsample`` models.
+
+    Layers (stride 2 twice, then valid convolutions)::
+
+        cat(Conv1d(in, hidden, 4, stride=2)(x), x[..., ::2])    (hidden + in channels)
+        Conv1d(hidden + in, hidden, 3, stride=2), GELU
+        residual_blocks x [x + GELU(Conv1d(hidden, hidden, 3))]
+        Conv1d(hidden, output_dim, last_kernel)
+
+    A window of ``receptive_field = 4 + 4 + 4 * (2 * residual_blocks + last_kernel - 1)``
+    time points gives one embedding (40 for 3 blocks and kernel 3, 20 for 1
+    block and kernel 2). :meth:`embed_sequence` on ``(T, C)`` returns
+    ``(ceil(T / 4), D)``: row ``j`` embeds time ``4 j`` from its replicate-padded window.
+
+    Args:
+        in_channels, output_dim, hidden_dim: widths.
+        residual_blocks: kernel-3 residual blocks at the subsampled rate (>= 0).
+        last_kernel: kernel of the last convolution (>= 1).
+        normalize: unit-norm embeddings.
+    """
+
+    time_stride = 4
+
+    def __init__(
+        self,
+        in_channels: int,
+        output_dim: int,
+        hidden_dim: int,
+        residual_blocks: int,
+        last_kernel: int,
+        normalize: bool = True,
+    ):
+        _check_positive_int("in_channels", in_channels)
+        _check_positive_int("hidden_dim", hidden_dim)
+        _check_positive_int("residual_blocks", residual_blocks, minimum=0)
+        _check_positive_int("last_kernel", last_kernel)
+        kernel = ConvolutionalEncoder.RESIDUAL_KERNEL
+        network = nn.Sequential(
+            _ConvWithSubsampledInput(in_channels, hidden_dim, 4, stride=2),
+            nn.Conv1d(hidden_dim + in_channels, hidden_dim, 3, stride=2),
+            nn.GELU(),
+            *(_CroppedResidual(hidden_dim, kernel) for _ in range(residual_blocks)),
+            nn.Conv1d(hidden_dim, output_dim, last_kernel),
+        )
+        # kernel 4 at stride 1, kernel 3 at stride 2 (+ 2 * 2); then one step spans 4 inputs: + 4 * (k - 1) each
+        receptive_field = 4 + 2 * 2 + 4 * (residual_blocks * (kernel - 1) + last_kernel - 1)
+        super().__init__(network, receptive_field, in_channels, output_dim, normalize)

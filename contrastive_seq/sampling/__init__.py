@@ -12,7 +12,11 @@ from contrastive_seq.sampling.behaviour import (
     HybridSampler,
     MixedBehaviourSampler,
 )
-from contrastive_seq.sampling.multisession import MultiSessionSampler
+from contrastive_seq.sampling.multisession import (
+    MultiSessionDiscreteSampler,
+    MultiSessionSampler,
+    MultiSessionTimeSampler,
+)
 from contrastive_seq.sampling.time import RecordingSampler, TimeContrastiveSampler
 
 __all__ += [
@@ -20,7 +24,9 @@ __all__ += [
     "DiscreteBehaviourSampler",
     "HybridSampler",
     "MixedBehaviourSampler",
+    "MultiSessionDiscreteSampler",
     "MultiSessionSampler",
+    "MultiSessionTimeSampler",
     "RecordingSampler",
     "TimeContrastiveSampler",
 ]
