@@ -527,7 +527,8 @@ def cebra_sampler(
     behaviour sampler; discrete labels same-label pairs; both the mixed
     sampler; ``hybrid=True`` adds time positives to a behaviour sampler.
     Several sessions need continuous labels and give the multi-session
-    sampler. ``left_context`` / ``right_context`` are the encoder's margins.
+    sampler. ``left_context`` / ``right_context`` are the encoder's margins;
+    one session's ``segments`` keep windows and time positives inside a segment.
     """
     margins = {"left_context": left_context, "right_context": right_context, "num_negatives": num_negatives}
     targets = {"mode": conditional, "delta": delta, "time_delta": time_offsets}
@@ -538,6 +539,7 @@ def cebra_sampler(
             raise ValueError("hybrid=True is not available for several sessions")
         return MultiSessionSampler([recording.continuous for recording in sessions], **targets, **margins)
     recording = sessions[0]
+    margins["segments"] = recording.segments  # no window and no time positive crosses a segment boundary
     kind = _label_kind(recording)
     if kind == "none":
         if hybrid:
