@@ -52,3 +52,40 @@ def test_own_recording_holds_out_whole_trials_and_samples_within_them(tmp_path):
     assert (len(train), len(test)) == (800, 200)  # 770 moves to the nearest trial boundary
     assert set(train.segments.tolist()).isdisjoint(test.segments.tolist())
     assert experiment.sampler.segments is not None and experiment.sampler.segment_lengths == [100] * 8
+
+
+def write_png_folder(root: Path, per_class: int, seed: int) -> list[int]:
+    """``root/<class>/<i>.png``: 16x16 RGB images, class ``dark`` or ``bright``; returns the labels in sorted path order."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for label, name in enumerate(["bright", "dark"]):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            level = 200 if name == "bright" else 40
+            pixels = np.clip(rng.normal(level, 30, (16, 16, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i:02d}.png")
+    return [label for label in (0, 1) for _ in range(per_class)]
+
+
+def test_own_image_folder_trains_embeds_and_classifies(tmp_path):
+    write_png_folder(tmp_path / "pngs", per_class=10, seed=0)
+    labels = write_png_folder(tmp_path / "new", per_class=6, seed=1)
+    run = tmp_path / "run"
+    overrides = [f"data.path={tmp_path / 'pngs'}", "data.image_size=16", "encoder.widths=[8,16]",
+                 "train.max_steps=3", "train.batch_size=8", "train.warmup_steps=1", "train.num_workers=0", *QUIET,
+                 f"train.output_dir={run}"]
+    assert main(["train", str(CONFIGS / "simclr_image_folder.yaml"), *overrides]) == 0
+    assert main(["embed", str(run), str(tmp_path / "new"), "-o", str(tmp_path / "z.npy"), "--no-progress"]) == 0
+    z = np.load(tmp_path / "z.npy")
+    assert z.shape[0] == 12 and np.isfinite(z).all()
+    assert LogisticRegression().fit(z, labels).score(z, labels) >= 0.5
+
+
+def test_corrupt_png_is_one_line_naming_the_file(tmp_path, capsys):
+    write_png_folder(tmp_path / "pngs", per_class=3, seed=0)
+    (tmp_path / "pngs" / "dark" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot an image")
+    status = main(["train", str(CONFIGS / "simclr_image_folder.yaml"), f"data.path={tmp_path / 'pngs'}",
+                   f"train.output_dir={tmp_path / 'run'}"])
+    error = capsys.readouterr().err
+    assert status == 2 and error.count("\n") == 1 and "broken.png" in error and "Traceback" not in error
