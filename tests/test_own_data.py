@@ -89,3 +89,34 @@ def test_corrupt_png_is_one_line_naming_the_file(tmp_path, capsys):
                    f"train.output_dir={tmp_path / 'run'}"])
     error = capsys.readouterr().err
     assert status == 2 and error.count("\n") == 1 and "broken.png" in error and "Traceback" not in error
+
+
+def write_wav_folder(root: Path, per_speaker: int, seed: int) -> list[int]:
+    """``root/<speaker>/<i>.wav``: 0.25 s at 8 kHz, speaker ``low`` or ``high`` by pitch; speakers in sorted path order."""
+    import soundfile
+
+    rng = np.random.default_rng(seed)
+    time = np.arange(2000) / 8000
+    for speaker, pitch in (("high", 900.0), ("low", 150.0)):
+        (root / speaker).mkdir(parents=True)
+        for i in range(per_speaker):
+            wave = 0.5 * np.sin(2 * np.pi * pitch * (1 + 0.05 * rng.standard_normal()) * time)
+            soundfile.write(root / speaker / f"{i}.wav", wave + 0.01 * rng.standard_normal(time.size), 8000)
+    return [label for label in (0, 1) for _ in range(per_speaker)]
+
+
+def test_own_wav_folder_trains_embeds_and_classifies_speakers(tmp_path):
+    write_wav_folder(tmp_path / "wavs", per_speaker=4, seed=0)
+    speakers = write_wav_folder(tmp_path / "new", per_speaker=3, seed=1)
+    run = tmp_path / "run"
+    overrides = [f"data.path={tmp_path / 'wavs'}", "views.crop_length=2545", "encoder.hidden_dim=16",
+                 "method.context_dim=16", "method.num_steps=2", "method.num_negatives=8", "train.max_steps=3",
+                 "train.batch_size=4", "train.warmup_steps=1", *QUIET, f"train.output_dir={run}"]
+    assert main(["train", str(CONFIGS / "cpc_audio_folder.yaml"), *overrides]) == 0
+    assert main(["embed", str(run), str(tmp_path / "new"), "-o", str(tmp_path / "z.h5"), "--no-progress"]) == 0
+    import h5py
+
+    with h5py.File(tmp_path / "z.h5") as file:
+        z = file["embedding"][()]
+    assert z.shape == (6, 16) and np.isfinite(z).all()  # one row per file: its frames' mean
+    assert LogisticRegression().fit(z, speakers).score(z, speakers) >= 0.5
