@@ -120,3 +120,28 @@ def test_own_wav_folder_trains_embeds_and_classifies_speakers(tmp_path):
         z = file["embedding"][()]
     assert z.shape == (6, 16) and np.isfinite(z).all()  # one row per file: its frames' mean
     assert LogisticRegression().fit(z, speakers).score(z, speakers) >= 0.5
+
+
+def write_pairs_tsv(root: Path, per_class: int, seed: int) -> tuple[Path, list[int]]:
+    """open_clip's TSV (``filepath``, ``title``) over a PNG folder; returns the table and each row's class."""
+    labels = write_png_folder(root, per_class, seed)
+    names = ["bright", "dark"]
+    rows = [f"{names[label]}/{i:02d}.png\ta {names[label]} square number {i}"
+            for label in (0, 1) for i in range(per_class)]
+    (root / "pairs.tsv").write_text("filepath\ttitle\n" + "\n".join(rows) + "\n")
+    return root / "pairs.tsv", labels
+
+
+def test_own_image_text_table_trains_embeds_and_classifies(tmp_path):
+    table, _ = write_pairs_tsv(tmp_path / "pairs", per_class=10, seed=0)
+    new, labels = write_pairs_tsv(tmp_path / "new", per_class=6, seed=1)
+    run = tmp_path / "run"
+    overrides = [f"data.path={table}", "encoder.embed_dim=16",
+                 "encoder.vision={image_size: 32, layers: [1, 1, 1, 1], width: 16}",
+                 "encoder.text={width: 16, heads: 2, layers: 1}", "train.max_steps=3", "train.batch_size=8",
+                 "train.warmup_steps=1", "train.eval_every=1000", *QUIET, f"train.output_dir={run}"]
+    assert main(["train", str(CONFIGS / "clip_image_text.yaml"), *overrides]) == 0
+    assert main(["embed", str(run), str(new), "-o", str(tmp_path / "z.npy"), "--no-progress"]) == 0
+    z = np.load(tmp_path / "z.npy")
+    assert z.shape == (12, 16) and np.isfinite(z).all()  # one row per image of the new table
+    assert LogisticRegression().fit(z, labels).score(z, labels) >= 0.5
