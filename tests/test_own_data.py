@@ -54,6 +54,17 @@ def test_own_recording_holds_out_whole_trials_and_samples_within_them(tmp_path):
     assert experiment.sampler.segments is not None and experiment.sampler.segment_lengths == [100] * 8
 
 
+def test_own_recording_without_labels_trains_and_saves(tmp_path, capsys):
+    write_recording(tmp_path / "rec.npz", trials=4, seed=0)
+    config = str(CONFIGS / "cebra_recording.yaml")
+    common = [f"data.path={tmp_path / 'rec.npz'}", "data.continuous=[]", "train.max_steps=2", "train.batch_size=32",
+              *QUIET]
+    assert main(["train", config, *common, f"train.output_dir={tmp_path / 'a'}"]) == 2  # behaviour: continuous
+    assert "method.behaviour='continuous' needs continuous labels" in capsys.readouterr().err
+    assert main(["train", config, *common, "method.behaviour=none", f"train.output_dir={tmp_path / 'b'}"]) == 0
+    assert "no evaluation" in capsys.readouterr().out and (tmp_path / "b" / "checkpoint.pt").is_file()
+
+
 def write_png_folder(root: Path, per_class: int, seed: int) -> list[int]:
     """``root/<class>/<i>.png``: 16x16 RGB images, class ``dark`` or ``bright``; returns the labels in sorted path order."""
     from PIL import Image

@@ -216,9 +216,9 @@ def with_behaviour(recording: Recording, behaviour: str) -> Recording:
             f"method.behaviour={behaviour!r} needs {' and '.join(missing)} labels, but the data has none "
             f"(name them in the data section, e.g. data.{missing[0]}, or set method.behaviour=none)"
         )
-    continuous = {"none": None, "discrete": None, "mixed": recording.continuous[:, :1]}.get(
-        behaviour, recording.continuous
-    )
+    continuous = None
+    if behaviour in ("continuous", "mixed"):
+        continuous = recording.continuous if behaviour == "continuous" else recording.continuous[:, :1]
     discrete = recording.discrete if behaviour in ("discrete", "mixed") else None
     return Recording(recording.neural, continuous, discrete, name=recording.name, segments=recording.segments)
 
