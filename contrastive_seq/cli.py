@@ -143,12 +143,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         COMMANDS[args.command](args)
     except (ConfigError, CheckpointError, OSError, ValueError) as error:
         # the user's input: the message names the setting or the file (and row or dataset)
-        message = str(error)
-        if isinstance(error, IsADirectoryError) and error.filename:
-            message = f"{error.filename} is a directory; a file was expected"
-        print(f"contrastive-seq: error: {' '.join(message.split())}", file=sys.stderr)
+        print(f"contrastive-seq: error: {error_line(error)}", file=sys.stderr)
         return 2
     return 0
+
+
+def error_line(error: Exception) -> str:
+    """The one line the CLI prints for ``error``.
+
+    An error raised in a DataLoader worker (an image that fails to decode
+    during training) reaches the main process with the worker's traceback
+    in its message; only its last line, the original error naming the file, is kept.
+    """
+    message = str(error)
+    if isinstance(error, IsADirectoryError) and error.filename:
+        message = f"{error.filename} is a directory; a file was expected"
+    if "Original Traceback" in message:
+        message = message.strip().splitlines()[-1]
+    return " ".join(message.split())
 
 
 if __name__ == "__main__":

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from contrastive_seq.cli import main
+from contrastive_seq.cli import error_line, main
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "own_data"
 QUIET = ["train.progress=false", "train.log_every=1", "train.checkpoint_every=1000"]
@@ -156,3 +157,19 @@ def test_own_image_text_table_trains_embeds_and_classifies(tmp_path):
     z = np.load(tmp_path / "z.npy")
     assert z.shape == (12, 16) and np.isfinite(z).all()  # one row per image of the new table
     assert LogisticRegression().fit(z, labels).score(z, labels) >= 0.5
+
+
+class _Unreadable(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        raise ValueError("image file pngs/dark/07.png cannot be decoded: bad chunk")
+
+
+def test_error_from_a_dataloader_worker_is_its_own_line():
+    loader = torch.utils.data.DataLoader(_Unreadable(), num_workers=1)
+    with pytest.raises(ValueError) as raised:
+        next(iter(loader))
+    assert "Original Traceback" in str(raised.value)  # what torch re-raises in the main process
+    assert error_line(raised.value) == "ValueError: image file pngs/dark/07.png cannot be decoded: bad chunk"
