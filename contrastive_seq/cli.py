@@ -50,12 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     embed = commands.add_parser(
         "embed",
         help="embed data with a run's or an exported encoder into .npy or HDF5",
-        description="Embed DATA in batches, reading as it goes: a .npy (memory-mapped) or .npz array in the "
-        "layout the run trained on, or 'train' / 'test': that part of the config's data section "
-        "(overrides such as data.path=... pick other data).",
+        description="Embed DATA in batches, reading as it goes: a file or folder of the kind the run trained on "
+        "(a recording, a WAV folder, an image folder, an image-text table; read with the run's data settings), "
+        "a .npy (memory-mapped) or .npz array in the layout the run trained on (--key), or 'train' / 'test': "
+        "that part of the config's data section (overrides such as data.path=... pick other data).",
     )
     embed.add_argument("source", help="a run's output directory or an exported encoder file")
-    embed.add_argument("data", help="a .npy / .npz file, or 'train' / 'test'")
+    embed.add_argument("data", help="a file or folder like the run's data, a .npy / .npz array, or 'train' / 'test'")
     embed.add_argument("-o", "--output", required=True, help="output .npy, .h5 or .hdf5 (dataset 'embedding')")
     embed.add_argument("--key", default=None, help="the array of a .npz file holding several")
     embed.add_argument("--batch-size", type=int, default=1024, help="rows (or time points) per batch (default 1024)")
@@ -104,8 +105,8 @@ def _embed(args: argparse.Namespace) -> None:
         encoder, data = from_run(source, args.overrides)
     else:
         encoder, data = load_encoder(source), None
+    config = encoder.config
     if args.data in ("train", "test"):
-        config = encoder.config
         if data is None:
             from contrastive_seq.config import apply_overrides, to_mapping
             from contrastive_seq.experiments.run import config_from_mapping
@@ -116,6 +117,8 @@ def _embed(args: argparse.Namespace) -> None:
         if part is None:
             raise ConfigError(f"the data section {config.data.name!r} has no {args.data} part")
         inputs = config.data.samples(part)
+    elif config.data.reads_files() and args.key is None and Path(args.data).suffix != ".npy":
+        inputs = config.data.read_samples(args.data)  # a file or folder of the kind the run trained on
     else:
         inputs = read_array(args.data, args.key)
     batches = -(-len(inputs) // args.batch_size)
@@ -140,12 +143,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         COMMANDS[args.command](args)
     except (ConfigError, CheckpointError, OSError, ValueError) as error:
         # the user's input: the message names the setting or the file (and row or dataset)
-        message = str(error)
-        if isinstance(error, IsADirectoryError) and error.filename:
-            message = f"{error.filename} is a directory; a file was expected"
-        print(f"contrastive-seq: error: {' '.join(message.split())}", file=sys.stderr)
+        print(f"contrastive-seq: error: {error_line(error)}", file=sys.stderr)
         return 2
     return 0
+
+
+def error_line(error: Exception) -> str:
+    """The one line the CLI prints for ``error``.
+
+    An error raised in a DataLoader worker (an image that fails to decode
+    during training) reaches the main process with the worker's traceback
+    in its message; only its last line, the original error naming the file, is kept.
+    """
+    message = str(error)
+    if isinstance(error, IsADirectoryError) and error.filename:
+        message = f"{error.filename} is a directory; a file was expected"
+    if "Original Traceback" in message:
+        message = message.strip().splitlines()[-1]
+    return " ".join(message.split())
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from contrastive_seq.data.image_text import ImageTextDataset, load_image_text_hd
 from contrastive_seq.experiments import ExperimentConfig, load_experiment_config, load_run, run_experiment
 from contrastive_seq.export import export_encoder, load_encoder
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))  # with configs/own_data/
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[path.stem for path in CONFIGS])

@@ -108,8 +108,10 @@ class ImageFiles:
             raise ValueError(f"image file {path} cannot be decoded: {error}") from error
         return self._resize(image).float() / 255.0
 
-    def __getitem__(self, index: torch.Tensor) -> torch.Tensor:
-        """Images at ``index`` (any shape): ``index.shape + (channels, image_size, image_size)``."""
+    def __getitem__(self, index: torch.Tensor | slice) -> torch.Tensor:
+        """Images at ``index`` (any shape, or a slice): ``index.shape + (channels, image_size, image_size)``."""
+        if isinstance(index, slice):
+            index = torch.arange(len(self))[index]
         index = torch.as_tensor(index, dtype=torch.long)
         unique, position = torch.unique(index, return_inverse=True)
         decoded = torch.stack([self.decode(i) for i in unique.tolist()])

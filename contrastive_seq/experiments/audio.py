@@ -74,6 +74,61 @@ class SpeechCorpusData(DataConfig):
         raise ConfigError("embed reads one waveform at a time: give it as a .npy file (time,)")
 
 
+@DataConfig.register("audio_folder")
+@dataclass
+class AudioFolderData(DataConfig):
+    """A folder of audio files of one's own (WAV / FLAC / OGG, recursive; see
+    :func:`~contrastive_seq.data.audio_folder.load_audio_folder`), read from disk as crops ask.
+
+    Files are resampled to ``sample_rate``. ``speakers``: ``parent`` (the
+    file's folder), ``top`` (the first folder under ``path``) or ``null``; a
+    ``manifest`` CSV (``file``, ``speaker``) and phone ``alignments`` CSV
+    (``file``, ``start``, ``end``, ``phone``) are optional. With speakers,
+    every ``test_every``-th file of each speaker is held out and probed after
+    training; without, every file trains and the run only saves.
+    """
+
+    evaluation: ClassVar[str] = "speech_probes"
+    name: str = "audio_folder"
+    path: str = ""
+    sample_rate: int = 16000
+    speakers: Literal["parent", "top"] | None = "parent"
+    manifest: str | None = None
+    alignments: str | None = None
+    test_every: int = 4
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise ConfigError("data.path must name the folder of audio files")
+        if isinstance(self.test_every, bool) or self.test_every < 2:
+            raise ConfigError(f"data.test_every must be an int >= 2, got {self.test_every!r}")
+
+    def read(self, path: str, min_length: int | None = None) -> SpeechCorpus:
+        """The folder ``path`` read with this section's settings (lazily: headers only)."""
+        from contrastive_seq.data.audio_folder import load_audio_folder
+
+        return load_audio_folder(path, self.sample_rate, self.speakers, self.manifest, self.alignments,
+                                 min_length=min_length)
+
+    def build(self, config: ExperimentConfig) -> DataSplit:
+        require_section(config, "views", CropViewsConfig, needed_by="data 'audio_folder'")
+        corpus = self.read(self.path, min_length=config.views.crop_length)
+        if corpus.audio.speakers is None:
+            return DataSplit(corpus.audio, None, (1,))
+        train, test = corpus.split_utterances(self.test_every)
+        return DataSplit(corpus.audio.subset(train), HeldOutUtterances(corpus, train, test), (1,))
+
+    def samples(self, part: Any) -> Any:
+        """The training files (``embed RUN train``: one row per file); the held-out part is embedded from its folder."""
+        if isinstance(part, HeldOutUtterances):
+            return part.corpus.audio.subset(part.test)
+        return part
+
+    def read_samples(self, path: str) -> Any:
+        """Every audio file under folder ``path`` (sorted path order, or the manifest's), read as embedding asks."""
+        return self.read(path).audio
+
+
 @ViewsConfig.register("crops")
 @dataclass
 class CropViewsConfig(ViewsConfig):
@@ -107,11 +162,21 @@ class CPCWaveformEncoderConfig(EncoderConfig):
         return waveform_encoder(self.hidden_dim)
 
     def embed(self, encoder: nn.Module, inputs: Any, batch_size: int) -> Iterator[np.ndarray]:
-        """The frames ``(frames, hidden_dim)`` of one waveform ``(time,)``, in one pass."""
+        """The frames ``(frames, hidden_dim)`` of one waveform ``(time,)``, in one pass; or, for audio files
+        (:class:`~contrastive_seq.data.audio.IndexedSequences`), one row per file: its frames' mean
+        ``(files, hidden_dim)``, ``batch_size`` files per block, each file read when its block is embedded."""
+        from contrastive_seq.data.audio import IndexedSequences
+
         device = next(encoder.parameters()).device
-        waveform = as_float_tensor(inputs).to(device).reshape(1, -1, 1)
         with torch.no_grad():
-            yield encoder(waveform)[0].float().cpu().numpy()
+            if not isinstance(inputs, IndexedSequences):
+                waveform = as_float_tensor(inputs).to(device).reshape(1, -1, 1)
+                yield encoder(waveform)[0].float().cpu().numpy()
+                return
+            for start in range(0, len(inputs), batch_size):
+                block = [encoder(inputs.sequence(i)[:, 0].to(device).view(1, -1, 1))[0].float().mean(0)
+                         for i in range(start, min(start + batch_size, len(inputs)))]
+                yield torch.stack(block).cpu().numpy()
 
 
 @MethodConfig.register("cpc")
@@ -163,7 +228,7 @@ class SpeechProbesEvaluation(EvaluationConfig):
     def evaluator(self, experiment: Experiment) -> Evaluator:
         held_out = experiment.data.test
         if not isinstance(held_out, HeldOutUtterances) or not held_out.test:
-            raise MissingLabels("evaluation 'speech_probes' needs held-out utterances of a speech corpus")
+            raise MissingLabels("evaluation 'speech_probes' needs held-out utterances of speakers (data.speakers)")
         return SpeechProbesEvaluator(self.max_phone_frames, held_out)
 
 

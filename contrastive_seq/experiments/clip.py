@@ -63,34 +63,55 @@ class _ImageTextData(DataConfig):
 @DataConfig.register("image_text_file")
 @dataclass
 class ImageTextFileData(_ImageTextData):
-    """Image-caption pairs from a CSV / JSON-lines table or an HDF5 file (see :mod:`contrastive_seq.data.image_text`).
+    """Image-caption pairs from a CSV / TSV / JSON-lines table or an HDF5 file (see :mod:`contrastive_seq.data.image_text`).
 
-    ``image_size`` and ``on_missing`` apply to tables; ``test_fraction`` of
-    the images are held out (seeded by ``split_seed``), whole groups at a
-    time when the file has groups (a ``group`` column or HDF5 ``groups``);
-    ``relevance`` says whether retrieval counts only the image's own captions
-    (``item``) or any caption of its class (``class``); ``templates`` are the
-    zero-shot prompts.
+    For tables: ``image_key`` / ``caption_key`` name the columns of the image
+    path (relative to the table's folder) and the caption, ``separator`` the
+    field separator (default: tab for ``.tsv``, else comma), ``label_key`` an
+    optional class-name column (``null``: none; zero-shot needs it, retrieval
+    does not), ``group_key`` an optional group column; open_clip's TSV is
+    ``image_key: filepath, caption_key: title, separator: "\\t"`` (its
+    ``--csv-img-key``, ``--csv-caption-key``, ``--csv-separator``).
+    ``on_missing`` / ``on_empty_caption``: ``error`` names the file or row,
+    ``skip`` drops such rows with a counted warning. ``test_fraction`` of the
+    images are held out (seeded by ``split_seed``), whole groups at a time
+    when there are groups; ``relevance`` says whether retrieval counts only
+    the image's own captions (``item``) or any caption of its class
+    (``class``); ``templates`` are the zero-shot prompts.
     """
 
     name: str = "image_text_file"
     path: str = "data/emoji/emoji.h5"
     image_size: int = 64
+    image_key: str = "image"
+    caption_key: str = "caption"
+    separator: str | None = None
+    label_key: str | None = "label"
+    group_key: str | None = "group"
     on_missing: Literal["error", "skip"] = "error"
+    on_empty_caption: Literal["error", "skip"] = "error"
     test_fraction: float = 0.2
     split_seed: int = 0
     relevance: Literal["item", "class"] = "item"
     templates: tuple[str, ...] = ZERO_SHOT_TEMPLATES
 
-    def build(self, config: ExperimentConfig) -> DataSplit:
+    def read(self, path: str) -> ImageTextDataset:
+        """The pairs of the table or HDF5 file ``path`` with this section's settings."""
         from contrastive_seq.data.image_text import load_image_text_file, load_image_text_hdf5
 
-        path = Path(self.path)
-        if path.suffix in (".h5", ".hdf5"):
-            dataset = load_image_text_hdf5(path)
-        else:
-            dataset = load_image_text_file(path, self.image_size, on_missing=self.on_missing)
-        return _image_text(*dataset.split(self.test_fraction, seed=self.split_seed))
+        if Path(path).suffix in (".h5", ".hdf5"):
+            return load_image_text_hdf5(path)
+        return load_image_text_file(
+            path, self.image_size, self.on_missing, self.image_key, self.caption_key, self.label_key,
+            self.group_key, self.separator, self.on_empty_caption,
+        )
+
+    def build(self, config: ExperimentConfig) -> DataSplit:
+        return _image_text(*self.read(self.path).split(self.test_fraction, seed=self.split_seed))
+
+    def read_samples(self, path: str) -> torch.Tensor:
+        """The images ``(n, C, H, W)`` of the table ``path``, one row per distinct image in order of first mention."""
+        return self.read(path).images
 
 
 @DataConfig.register("fashion_mnist_captions")

@@ -65,6 +65,18 @@ class DataConfig(Variants, abc.ABC):
         """The encoder inputs ``(n, *sample_shape)`` of a built part (``train`` or ``test``), for ``embed``."""
         return part.inputs
 
+    def read_samples(self, path: str) -> Any:
+        """The encoder inputs of a whole other file or folder of this variant's kind (for ``embed RUN PATH``),
+        read with this section's settings, nothing held out; read lazily where the variant reads lazily."""
+        raise ConfigError(
+            f"data {self.name!r} reads no other files: embed a .npy / .npz array, or 'train' / 'test'"
+        )
+
+    @classmethod
+    def reads_files(cls) -> bool:
+        """Whether :meth:`read_samples` is implemented (``embed`` then reads DATA paths with it)."""
+        return cls.read_samples is not DataConfig.read_samples
+
 
 class EncoderConfig(Variants, abc.ABC):
     """The network that maps inputs to representations (what ``contrastive-seq export`` saves)."""

@@ -118,30 +118,109 @@ class SyntheticPlaceCellsData(DataConfig):
         return part.neural
 
 
+@DataConfig.register("timeseries_file")
+@dataclass
+class TimeSeriesFileData(DataConfig):
+    """A recording of the user's own (.npy / .npz, CSV / TSV, HDF5), read by
+    :func:`~contrastive_seq.data.timeseries_files.load_timeseries` with the names given here.
+
+    ``neural``, ``continuous``, ``discrete`` and ``segments`` name the
+    arrays (npz keys, HDF5 datasets, CSV columns); only the labels named are
+    read. The last ``test_fraction`` of time is held out, cut at the segment
+    boundary nearest to it when ``segments`` is named (whole trials held
+    out); windows and time positives never cross a segment boundary.
+    Decoding runs after training when labels are named.
+    """
+
+    evaluation: ClassVar[str] = "decoding"
+    name: str = "timeseries_file"
+    path: str = ""
+    neural: str | None = None
+    continuous: list[str] = field(default_factory=list)
+    discrete: str | None = None
+    segments: str | None = None
+    test_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise ConfigError("data.path must name the recording file (.npz, .npy, .csv, .tsv or .h5)")
+        if not 0 < self.test_fraction < 1:
+            raise ValueError(f"test_fraction must lie in (0, 1), got {self.test_fraction}")
+
+    def read(self, path: str) -> Recording:
+        """The recording in ``path`` with this section's names (the whole file, nothing held out)."""
+        from contrastive_seq.data.timeseries_files import load_timeseries
+
+        return load_timeseries(path, self.neural, self.continuous or None, self.discrete, self.segments)
+
+    def build(self, config: ExperimentConfig) -> RecordingSplit:
+        recording = self.read(self.path)
+        train, test = split_in_time(recording, self.test_fraction)
+        if len(self.continuous) == recording.num_continuous:
+            names = self.continuous
+        else:  # a name holds several columns
+            names = [f"continuous_{j}" for j in range(recording.num_continuous)]
+        meaning = LabelMeaning({name: (j, 1.0, "") for j, name in enumerate(names)}, self.discrete)
+        return RecordingSplit(train, test, (train.num_channels,), meaning)
+
+    def samples(self, part: Recording) -> torch.Tensor:
+        """The neural data ``(T, channels)`` of one part."""
+        return part.neural
+
+    def read_samples(self, path: str) -> torch.Tensor:
+        """The neural data ``(T, channels)`` of the whole recording in ``path`` (for ``embed``)."""
+        return self.read(path).neural
+
+
 def split_in_time(recording: Recording, test_fraction: float) -> tuple[Recording, Recording]:
-    """The first ``1 - test_fraction`` of ``recording``'s time points and the rest, as two in-memory recordings."""
+    """The first ``1 - test_fraction`` of ``recording``'s time points and the rest, as two in-memory recordings.
+
+    With segments (trials), the cut moves to the segment boundary nearest to
+    it, so whole segments are held out and none is cut in two.
+    """
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
     cut = round(len(recording) * (1 - test_fraction))
+    if recording.segments is not None:
+        boundaries = recording.segment_bounds[0][1:]
+        if boundaries.numel() == 0:
+            raise ValueError(
+                f"recording {recording.name!r} holds one segment: with segments, test_fraction holds out whole "
+                "segments, so at least two are needed"
+            )
+        cut = int(boundaries[(boundaries - cut).abs().argmin()])
     if not 0 < cut < len(recording):
         raise ValueError(f"test_fraction={test_fraction} leaves an empty part of the {len(recording)} time points")
 
     def part(rows: slice, name: str) -> Recording:
         continuous = None if recording.continuous is None else recording.continuous[rows]
         discrete = None if recording.discrete is None else recording.discrete[rows]
-        return Recording(recording.read_neural(rows.start, rows.stop), continuous, discrete, name=name)
+        segments = None if recording.segments is None else recording.segments[rows]
+        neural = recording.read_neural(rows.start, rows.stop)
+        return Recording(neural, continuous, discrete, name=name, segments=segments)
 
     return part(slice(0, cut), f"{recording.name}_train"), part(slice(cut, len(recording)), f"{recording.name}_test")
 
 
 def with_behaviour(recording: Recording, behaviour: str) -> Recording:
-    """The labels a place-cell recording trains with: ``none``, ``continuous`` (position, direction),
-    ``discrete`` (direction) or ``mixed`` (direction and position)."""
-    continuous = {"none": None, "discrete": None, "mixed": recording.continuous[:, :1]}.get(
-        behaviour, recording.continuous
-    )
+    """The labels a recording trains with: ``none``, ``continuous`` (every continuous variable),
+    ``discrete`` or ``mixed`` (discrete, then the first continuous variable); segments are kept.
+
+    Raises:
+        ConfigError naming ``method.behaviour`` when the recording lacks the labels it needs.
+    """
+    needs = {"continuous": ("continuous",), "discrete": ("discrete",), "mixed": ("continuous", "discrete")}
+    missing = [kind for kind in needs.get(behaviour, ()) if getattr(recording, kind) is None]
+    if missing:
+        raise ConfigError(
+            f"method.behaviour={behaviour!r} needs {' and '.join(missing)} labels, but the data has none "
+            f"(name them in the data section, e.g. data.{missing[0]}, or set method.behaviour=none)"
+        )
+    continuous = None
+    if behaviour in ("continuous", "mixed"):
+        continuous = recording.continuous if behaviour == "continuous" else recording.continuous[:, :1]
     discrete = recording.discrete if behaviour in ("discrete", "mixed") else None
-    return Recording(recording.neural, continuous, discrete, name=recording.name)
+    return Recording(recording.neural, continuous, discrete, name=recording.name, segments=recording.segments)
 
 
 @ViewsConfig.register("windows")
@@ -302,7 +381,8 @@ class DecodingEvaluator(Evaluator):
             target = (self.train.continuous[:, column], self.test.continuous[:, column])
             decoded = knn_decode(train_x, target[0], test_x, target[1], self.k, metric)
             scores[f"{name}_r2"] = decoded["r2"]
-            scores[f"{name}_median_error_{unit}"] = decoded["median_absolute_error"] * scale
+            error_name = f"{name}_median_error_{unit}" if unit else f"{name}_median_error"
+            scores[error_name] = decoded["median_absolute_error"] * scale
         if self.meaning.discrete is not None:
             decoded = knn_decode(train_x, self.train.discrete, test_x, self.test.discrete, self.k, metric)
             scores[f"{self.meaning.discrete}_accuracy"] = decoded["accuracy"]
@@ -325,7 +405,7 @@ class DecodingEvaluator(Evaluator):
 
         embedding = embed_recording(trained.encoder, self.test)
         panels = [
-            (self.test.continuous[:, column] * scale, f"{name} ({unit})", None)
+            (self.test.continuous[:, column] * scale, f"{name} ({unit})" if unit else name, None)
             for name, (column, scale, unit) in self.meaning.continuous.items()
         ]
         if self.meaning.discrete is not None:

@@ -96,25 +96,54 @@ class FashionMNISTData(DataConfig):
 @DataConfig.register("image_folder")
 @dataclass
 class ImageFolderData(DataConfig):
-    """Class folders (``root/<class>/<image>``); a test folder, or a seeded fraction held out."""
+    """A folder of images (see :func:`~contrastive_seq.data.image_folder.load_images`), decoded from disk as batches ask.
+
+    ``labels``: ``folders`` reads class folders (``path/<class>/<image>``),
+    ``null`` every image under ``path`` unlabelled (the run trains and saves;
+    no probes). ``on_corrupt``: ``error`` names an unreadable file before
+    training, ``skip`` leaves such files out with a counted warning. A
+    ``test_path`` folder, or a seeded ``test_fraction``, is held out; the
+    probes decode both parts once, after training.
+    """
 
     evaluation: ClassVar[str] = "probes"
     name: str = "image_folder"
-    root: str = ""
-    test_root: str | None = None
+    path: str = ""
+    test_path: str | None = None
     test_fraction: float = 0.2
     split_seed: int = 0
     image_size: int = 64
     channels: int = 3
+    labels: Literal["folders"] | None = "folders"
+    on_corrupt: Literal["error", "skip"] = "error"
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise ConfigError("data.path must name the image folder")
+
+    def read(self, path: str, labels: str | None) -> Any:
+        """The :class:`~contrastive_seq.data.image_folder.ImageFiles` of folder ``path`` with this section's settings."""
+        from contrastive_seq.data.image_folder import load_images
+
+        return load_images(path, self.image_size, self.channels, labels, self.on_corrupt)
 
     def build(self, config: ExperimentConfig) -> DataSplit:
-        from contrastive_seq.data.image_folder import load_image_folder
+        train = self.read(self.path, self.labels)
+        if self.test_path is None:
+            if not 0 < self.test_fraction < 1:
+                raise ConfigError(f"data.test_fraction must lie in (0, 1), got {self.test_fraction!r}")
+            train, test = train.split(self.test_fraction, seed=self.split_seed)
+        else:
+            test = self.read(self.test_path, self.labels)
+        return DataSplit(train, test, train.sample_shape)
 
-        train, _ = load_image_folder(self.root, self.image_size, self.channels)
-        if self.test_root is None:
-            return _images(*_split(train, self.test_fraction, self.split_seed, "test_fraction"))
-        test, _ = load_image_folder(self.test_root, self.image_size, self.channels)
-        return _images(train, test)
+    def samples(self, part: Any) -> Any:
+        """The lazily decoded images of one part (:class:`~contrastive_seq.data.image_folder.ImageFiles`)."""
+        return part
+
+    def read_samples(self, path: str) -> Any:
+        """Every image under folder ``path`` (recursive, in sorted path order: class folders or not), decoded lazily."""
+        return self.read(path, None)
 
 
 @DataConfig.register("hdf5_images")
@@ -142,11 +171,14 @@ class HDF5ImagesData(DataConfig):
 
 
 def _image_geometry(data: object, views: str) -> tuple[int, int]:
-    """``(channels, side)`` of the square images ``(n, C, H, W)`` of ``data``."""
+    """``(channels, side)`` of the square images of ``data`` (its ``sample_shape``, or ``inputs (n, C, H, W)``)."""
+    shape = getattr(data, "sample_shape", None)
     inputs = getattr(data, "inputs", None)
-    if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4:
-        raise ConfigError(f"{views} needs images (n, C, H, W), got data of shape {tuple(getattr(inputs, 'shape', ()))}")
-    channels, height, width = inputs.shape[1:]
+    if shape is None and isinstance(inputs, torch.Tensor):
+        shape = tuple(inputs.shape[1:])
+    if shape is None or len(shape) != 3:
+        raise ConfigError(f"{views} needs images (n, C, H, W), got data of sample shape {shape}")
+    channels, height, width = shape
     if height != width:
         raise ConfigError(f"{views} needs square images, got {height}x{width}")
     return channels, height
@@ -506,6 +538,7 @@ class ProbesEvaluation(EvaluationConfig):
         for part, data in (("training", train), ("held-out", test)):
             if getattr(data, "labels", None) is None:
                 raise MissingLabels(f"evaluation 'probes' needs labels on the {part} data; it has none")
+        train, test = (data.load() if hasattr(data, "load") else data for data in (train, test))  # lazy files: decoded once
         return ProbesEvaluator(self, train, test, f"{experiment.config.method.name} (trained)")
 
 
