@@ -24,18 +24,18 @@ caption (an error naming the shard and the sample's key, or a counted skip with
 
 from __future__ import annotations
 
+import copy
 import io
+import os
 import tarfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
-
 import torch
 from braceexpand import braceexpand
 
-from contrastive_seq.data.image_text import MISSING_POLICIES, read_image
+from contrastive_seq.data.image_text import MISSING_POLICIES, ImageTextDataset, read_image
 
 #: extensions of the image member of a sample
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "ppm")
@@ -168,7 +168,7 @@ class _ShardReader:
         self._size = torch.tensor([sample.image[1] for _, sample in kept], dtype=torch.int64)
         self._texts = [sample.caption for _, sample in kept]
         self.labels, self.class_names = self._read_labels([sample.label for _, sample in kept], class_names)
-        self._files: dict[int, BinaryIO] = {}
+        self._files: dict[int, int] = {}  # shard number -> file descriptor, read with pread (no shared offset)
 
     def _read_labels(
         self, labels: list[int | None], class_names: Sequence[str] | None
@@ -189,17 +189,24 @@ class _ShardReader:
         return self._offset.numel()
 
     def __getstate__(self) -> dict:
-        """Pickled without open files (DataLoader workers open their own)."""
+        """Pickled (and deep-copied) without open files: spawned DataLoader workers open their own."""
         return {**self.__dict__, "_files": {}}
 
+    def __del__(self) -> None:
+        for descriptor in getattr(self, "_files", {}).values():
+            os.close(descriptor)
+
     def _image(self, i: int) -> torch.Tensor:
-        """Image ``i`` as ``(3, image_size, image_size)`` uint8."""
+        """Image ``i`` as ``(3, image_size, image_size)`` uint8.
+
+        Read with ``os.pread`` at the image's offset: forked DataLoader workers
+        share the parent's file descriptors, and pread moves no shared file position.
+        """
         shard = int(self._shard[i])
-        file = self._files.get(shard)
-        if file is None:
-            file = self._files[shard] = open(self.shard_paths[shard], "rb")  # noqa: SIM115 (kept open for later reads)
-        file.seek(int(self._offset[i]))
-        data = file.read(int(self._size[i]))
+        descriptor = self._files.get(shard)
+        if descriptor is None:
+            descriptor = self._files[shard] = os.open(self.shard_paths[shard], os.O_RDONLY)
+        data = os.pread(descriptor, int(self._size[i]), int(self._offset[i]))
         try:
             return read_image(io.BytesIO(data), self.image_size)
         except OSError as error:
@@ -214,6 +221,18 @@ class _ShardReader:
             return torch.empty(*index.shape, 3, size, size)
         images = torch.stack([self._image(i) for i in flat])
         return images.reshape(*index.shape, 3, size, size).float() / 255
+
+
+    def _rows(self, image_index: torch.Tensor) -> _ShardReader:
+        """A copy holding the samples at ``image_index (k,)`` only, in that order (nothing is re-read)."""
+        image_index = torch.as_tensor(image_index).long()
+        part = copy.copy(self)
+        part._files = {}
+        part.keys = [self.keys[i] for i in image_index.tolist()]
+        part._shard, part._offset, part._size = self._shard[image_index], self._offset[image_index], self._size[image_index]
+        part._texts = [self._texts[i] for i in image_index.tolist()]
+        part.labels = None if self.labels is None else self.labels[image_index]
+        return part
 
 
 class ShardedImageText(_ShardReader):
@@ -236,9 +255,21 @@ class ShardedImageText(_ShardReader):
         class_names: Sequence[str] | None = None,
     ):
         super().__init__(shards, image_size, need_caption=True, on_missing=on_missing, class_names=class_names)
+        self._caption_fields()
+
+    def _caption_fields(self) -> None:
         self.captions: list[str] = self._texts
         self.caption_image = torch.arange(len(self))
         self.groups = None
+
+    def subset(self, image_index: torch.Tensor) -> ShardedImageText:
+        """The pairs at ``image_index (k,)`` (distinct), re-indexed; reads nothing."""
+        part = self._rows(image_index)
+        part._caption_fields()
+        return part
+
+    #: a seeded random split into about ``(1 - fraction, fraction)`` of the pairs (the in-memory dataset's split)
+    split = ImageTextDataset.split
 
 
 class ShardedImages(_ShardReader):
