@@ -147,10 +147,13 @@ def test_a_shard_list_that_matches_no_file_is_refused_naming_it(tmp_path):
 def test_a_truncated_tar_is_refused_naming_the_file(shard_set, tmp_path):
     _, pattern, _ = shard_set
     shard = expand_shard_list(pattern)[1]
+    with tarfile.open(shard) as tar:
+        boundary = tar.getmembers()[2].offset  # where the third member's header starts
     damaged = tmp_path / "damaged.tar"
-    damaged.write_bytes(shard.read_bytes()[: shard.stat().st_size // 3])
-    with pytest.raises(ValueError, match=f"shard {damaged} is truncated"):
-        ShardedImageText(str(damaged), image_size=8)
+    for cut in (shard.stat().st_size // 3, boundary):  # inside a member, and between two (a shorter valid-looking tar)
+        damaged.write_bytes(shard.read_bytes()[:cut])
+        with pytest.raises(ValueError, match=f"shard {damaged} is truncated"):
+            ShardedImageText(str(damaged), image_size=8)
 
 
 def write_tar(path, members):

@@ -39,6 +39,8 @@ from contrastive_seq.data.image_text import MISSING_POLICIES, ImageTextDataset, 
 
 #: extensions of the image member of a sample
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "ppm")
+#: a tar archive ends with two zero blocks of 512 bytes
+END_OF_ARCHIVE = 1024
 
 
 def expand_shard_list(shards: str | Sequence[str]) -> list[Path]:
@@ -109,6 +111,10 @@ def _index_shard(path: Path) -> list[_Sample]:
                             sample.label = int(text)
                         except ValueError:
                             raise ValueError(f"shard {path}: sample {key} has class {text!r}, expected an integer") from None
+        with path.open("rb") as file:  # a tar cut at a member boundary reads as a shorter one: check its end
+            file.seek(max(0, size - END_OF_ARCHIVE))
+            if size < END_OF_ARCHIVE or file.read().count(0) != END_OF_ARCHIVE:
+                raise tarfile.ReadError(f"it does not end with the {END_OF_ARCHIVE} zero bytes that close a tar archive")
     except (tarfile.TarError, EOFError, UnicodeDecodeError) as error:
         raise ValueError(f"shard {path} is truncated or not a readable tar file: {error}") from error
     return list(samples.values())
