@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import recall_score
 
+from contrastive_seq.evaluation.distributed_embed import across_ranks as split_across_ranks
 from contrastive_seq.evaluation.embeddings import embed_in_batches
 
 
@@ -135,6 +136,7 @@ def evaluate_image_text(
     class_names: Sequence[str] | None = None,
     templates: Sequence[str] = ("a photo of a {}.",),
     ks: Sequence[int] = (1, 5, 10),
+    across_ranks: bool = False,
 ) -> dict[str, float]:
     """Retrieval recall@k and, given labels and class names, zero-shot accuracy of a CLIP-style method.
 
@@ -146,17 +148,25 @@ def evaluate_image_text(
         relevant: ``(n, m)`` bool (see :func:`caption_relevance`).
         labels, class_names, templates: for zero-shot classification.
         ks: recall cut-offs.
+        across_ranks: in a process group, each rank embeds its share of the
+            images, captions and prompts and every rank gets all embeddings
+            (:mod:`~contrastive_seq.evaluation.distributed_embed`); every rank
+            must then call this function. The scores equal one process's.
 
     Returns:
         ``{"zero_shot_accuracy": ..., "zero_shot_balanced_accuracy": ..., "image_to_text_recall@k": ...,
         "text_to_image_recall@k": ...}`` (zero-shot scores only with labels and class names).
     """
-    image_embeddings = embed_in_batches(method, images)
-    scores = retrieval_recall(image_embeddings, embed_texts_in_batches(method, caption_tokens), relevant, ks)
+    def embed(embed_rows: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+        return split_across_ranks(embed_rows, inputs) if across_ranks else embed_rows(inputs)
+
+    image_embeddings = embed(lambda rows: embed_in_batches(method, rows), images)
+    text_embeddings = embed(lambda rows: embed_texts_in_batches(method, rows), caption_tokens)
+    scores = retrieval_recall(image_embeddings, text_embeddings, relevant, ks)
     if labels is not None and class_names is not None:
 
         def embed_prompts(texts: list[str]) -> torch.Tensor:
-            return embed_texts_in_batches(method, method.tokenize(texts))
+            return embed(lambda rows: embed_texts_in_batches(method, rows), method.tokenize(texts))
 
         classes = class_embeddings(embed_prompts, class_names, templates)
         scores = {**zero_shot_scores(image_embeddings, labels, classes), **scores}

@@ -1,13 +1,18 @@
-"""torchvision image backbones by name, without their classifier, randomly initialised.
+"""torchvision and timm image backbones by name, without their classifier, random or from a local weights file.
 
 ``image_backbone("resnet18", in_channels=1, small_images=True)`` is a ResNet-18
 for 28x28 grey images; ``image_backbone("vit_tiny", image_size=32, patch_size=4)``
-a ViT-Tiny on 8x8 patches of 4 pixels. Weights are never downloaded
-(``weights=None``). Every backbone maps images ``(N, C, H, W)`` to features
-``(N, output_dim)`` and exposes ``output_dim`` and ``in_channels``.
+a ViT-Tiny on 8x8 patches of 4 pixels; ``image_backbone("timm:convnext_atto",
+weights="convnext_atto.safetensors")`` a timm model with the weights of a local
+file. Weights are never downloaded: they are random, or read from a local file
+(:mod:`contrastive_seq.models.pretrained`: weights-only, shapes checked). Every
+backbone maps images ``(N, C, H, W)`` to features ``(N, output_dim)`` and
+exposes ``output_dim`` and ``in_channels``.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 import torch.nn.functional as F
@@ -16,10 +21,16 @@ from einops import rearrange
 from torch import nn
 from torchvision.models import ResNet, VisionTransformer
 
+from contrastive_seq.models.pretrained import load_weights, load_weights_file, read_weights
+
 #: ViT sizes built from torchvision's VisionTransformer: (layers, heads, hidden_dim, mlp_dim), as in DeiT
 CUSTOM_VITS = {"vit_tiny": (12, 3, 192, 768), "vit_small": (12, 6, 384, 1536)}
 #: name prefixes of torchvision's ResNet family
 RESNET_PREFIXES = ("resnet", "wide_resnet", "resnext")
+#: names starting with this are timm models (``"timm:resnet50"``)
+TIMM_PREFIX = "timm:"
+#: classifier entries a torchvision weights file may lack (a headless backbone's weights)
+TORCHVISION_HEADS = ("fc.", "heads.")
 
 
 def _check_images(images: torch.Tensor, in_channels: int) -> None:
@@ -112,32 +123,87 @@ class ViTBackbone(nn.Module):
         return encoder.ln(encoder.layers(encoder.dropout(tokens)))[:, 0]
 
 
+class TimmBackbone(nn.Module):
+    """A timm model without its classifier (``reset_classifier(0)``): ``(N, C, H, W) -> (N, output_dim)``.
+
+    Args:
+        name: a timm model name (``timm.list_models()``).
+        in_channels: image channels C (timm's ``in_chans``).
+        image_size: the image side, for models that fix it (ViTs); ``None``: timm's default.
+        weights: an optional local weights file of the model (classifier
+            included or not). With ``in_channels`` other than 3, a file's
+            3-channel stem is adapted by timm's ``adapt_input_conv``.
+    """
+
+    def __init__(
+        self, name: str, in_channels: int = 3, image_size: int | None = None, weights: str | os.PathLike | None = None
+    ):
+        super().__init__()
+        import timm
+        from timm.models import adapt_input_conv
+
+        if name not in timm.list_models():
+            raise ValueError(f"name {TIMM_PREFIX}{name} is not a timm model; see timm.list_models()")
+        options = {} if image_size is None else {"img_size": image_size}
+        network = timm.create_model(name, pretrained=False, in_chans=in_channels, **options)
+        if weights is not None:
+            state = read_weights(weights)
+            stem = f"{network.pretrained_cfg.get('first_conv')}.weight"
+            if in_channels != 3 and stem in state and state[stem].shape[1] == 3:
+                state[stem] = adapt_input_conv(in_channels, state[stem])
+            load_weights(network, state, weights, ignore_missing=(f"{network.pretrained_cfg.get('classifier')}.",))
+        network.reset_classifier(0)
+        self.network = network
+        self.in_channels = in_channels
+        self.output_dim = network.num_features
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``(N, in_channels, H, W) -> (N, output_dim)``."""
+        _check_images(images, self.in_channels)
+        return self.network(images)
+
+
 def image_backbone(
     name: str,
     in_channels: int = 3,
     small_images: bool = False,
     image_size: int | None = None,
     patch_size: int = 16,
-) -> ResNetBackbone | ViTBackbone:
-    """A randomly initialised torchvision backbone by name, classifier removed.
+    weights: str | os.PathLike | None = None,
+) -> ResNetBackbone | ViTBackbone | TimmBackbone:
+    """A torchvision or timm backbone by name, classifier removed, random or with the weights of a local file.
 
     Args:
         name: a torchvision ResNet (``"resnet18"``, ``"resnet50"``, ``"wide_resnet50_2"``,
             ``"resnext50_32x4d"``, ...), a torchvision ViT (``"vit_b_16"``, ``"vit_b_32"``,
-            ``"vit_l_16"``, ...) or a ViT of :data:`CUSTOM_VITS` (``"vit_tiny"``, ``"vit_small"``).
+            ``"vit_l_16"``, ...), a ViT of :data:`CUSTOM_VITS` (``"vit_tiny"``, ``"vit_small"``),
+            or ``"timm:<name>"``, any timm model (:class:`TimmBackbone`).
         in_channels: image channels (1 for grey images: the first layer takes one channel).
         small_images: ResNets only: the 3x3 stride-1 stem without max-pool.
         image_size: ViTs only, required: the image side the position embedding is made for.
         patch_size: custom ViTs only: patch side in pixels (torchvision's ViTs fix theirs in the name).
+        weights: an optional local weights file (``.safetensors``, or ``.pt`` / ``.pth`` / ``.bin``
+            read weights-only) of the torchvision or timm model ``name`` names, for example
+            ``torchvision.models.resnet18(weights=...).state_dict()`` saved once; the classifier's
+            entries may be absent. Loaded before the stem is rebuilt for ``in_channels`` or
+            ``small_images`` (torchvision; a rebuilt stem starts random). Fine-tuned by default;
+            lock it in a tower (:class:`~contrastive_seq.models.clip_towers.Tower`) or by ``requires_grad_(False)``.
 
     Returns:
-        a :class:`ResNetBackbone` or :class:`ViTBackbone`, images ``(N, C, H, W) -> (N, output_dim)``.
+        a :class:`ResNetBackbone`, :class:`ViTBackbone` or :class:`TimmBackbone`,
+        images ``(N, C, H, W) -> (N, output_dim)``.
 
     Raises:
-        ValueError: naming the argument, for an unknown name or options that do not apply to it.
+        ValueError: naming the argument, for an unknown name or options that do not apply to it;
+            naming the file and the first mismatched parameter, for weights that do not fit.
+        FileNotFoundError: a ``weights`` file that does not exist.
     """
     if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
         raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
+    if name.startswith(TIMM_PREFIX):
+        if small_images or patch_size != 16:
+            raise ValueError(f"small_images and patch_size apply to torchvision backbones, not to {name!r}")
+        return TimmBackbone(name[len(TIMM_PREFIX):], in_channels, image_size, weights)
     is_vit = name in CUSTOM_VITS or name.startswith("vit_")
     if is_vit:
         if small_images:
@@ -150,6 +216,8 @@ def image_backbone(
     elif image_size is not None:
         raise ValueError(f"image_size applies to ViTs only, not to {name!r}")
     if name in CUSTOM_VITS:
+        if weights is not None:
+            raise ValueError(f"weights: {name!r} is built here, not a torchvision model; there are no weights files for it")
         if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
             raise ValueError(f"patch_size must be a positive int, got {patch_size!r}")
         if image_size % patch_size:
@@ -162,9 +230,12 @@ def image_backbone(
         is_vit or name.startswith(RESNET_PREFIXES)
     ):
         raise ValueError(f"name must be a torchvision ResNet or ViT or one of {sorted(CUSTOM_VITS)}, got {name!r}")
+    network = torchvision.models.get_model(name, weights=None, **({"image_size": image_size} if is_vit else {}))
+    if weights is not None:
+        load_weights_file(network, weights, ignore_missing=TORCHVISION_HEADS)
     if is_vit:
-        return ViTBackbone(torchvision.models.get_model(name, weights=None, image_size=image_size), in_channels)
-    return ResNetBackbone(torchvision.models.get_model(name, weights=None), in_channels, small_images)
+        return ViTBackbone(network, in_channels)
+    return ResNetBackbone(network, in_channels, small_images)
 
 
 def encode_views(network: nn.Module, views: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,9 @@
 
 - :func:`open_clip_towers`: a vision and a text transformer from an open_clip
   config (a named one such as ``"ViT-B-32"`` and/or small custom sizes that
-  train on a CPU), always built with random weights (``pretrained=None``),
+  train on a CPU), with random weights or those of a local open_clip
+  checkpoint (``pretrained=`` a ``.safetensors`` / ``.pt`` / ``.bin`` file,
+  read weights-only and checked, see :mod:`contrastive_seq.models.pretrained`),
   tokenised with open_clip's own BPE tokenizer.
 - :func:`hf_text_tower`: a Hugging Face text encoder loaded through
   transformers from a local directory (for example all-MiniLM-L6-v2 from the
@@ -29,6 +31,8 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from contrastive_seq.models.pretrained import load_weights, read_weights
 
 #: open_clip's (OpenAI's) image normalisation
 IMAGE_MEAN = open_clip.OPENAI_DATASET_MEAN
@@ -266,6 +270,27 @@ def open_clip_config(
     return config
 
 
+def load_open_clip_weights(model: open_clip.CustomTextCLIP, path: str | os.PathLike) -> None:
+    """Load a local open_clip checkpoint into ``model``, as open_clip's ``load_checkpoint`` prepares it.
+
+    Checkpoints of open_clip's ``CLIP`` class (OpenAI's and most released
+    ones) are converted to the ``CustomTextCLIP`` layout, a one-element
+    ``logit_scale`` is reshaped, and the image position embedding is
+    interpolated to the model's grid (open_clip's ``resize_pos_embed``).
+
+    Raises:
+        FileNotFoundError, ValueError: naming the file (see :func:`~contrastive_seq.models.pretrained.read_weights`
+            and :func:`~contrastive_seq.models.pretrained.load_weights`: the first mismatched parameter).
+    """
+    state = read_weights(path)
+    if "positional_embedding" in state:
+        state = open_clip.model.convert_to_custom_text_state_dict(state)
+    if "logit_scale" in state:
+        state["logit_scale"] = state["logit_scale"].reshape(model.logit_scale.shape)
+    open_clip.model.resize_pos_embed(state, model)
+    load_weights(model, state, path, ignore_missing=("logit_bias",))
+
+
 def open_clip_towers(
     model_name: str | None = None,
     embed_dim: int | None = None,
@@ -273,8 +298,9 @@ def open_clip_towers(
     text_cfg: Mapping[str, Any] | None = None,
     lock_image: bool = False,
     lock_text: bool = False,
+    pretrained: str | os.PathLike | None = None,
 ) -> tuple[ImageTower, TextTower]:
-    """An open_clip vision and text transformer with random weights, as :class:`ImageTower` and :class:`TextTower`.
+    """An open_clip vision and text transformer, random or from a local checkpoint, as :class:`ImageTower` and :class:`TextTower`.
 
     Args:
         model_name: an open_clip config name (``open_clip.list_models()``) or ``None``.
@@ -283,7 +309,10 @@ def open_clip_towers(
             ``patch_size``, ``width``, ``layers``, ``head_width``, ...).
         text_cfg: keys of ``open_clip.CLIPTextCfg`` (``context_length``,
             ``width``, ``heads``, ``layers``, ...).
-        lock_image, lock_text: lock that tower (see :class:`Tower`).
+        lock_image, lock_text: lock that tower (see :class:`Tower`); an unlocked tower fine-tunes.
+        pretrained: a local open_clip checkpoint of this config (``.safetensors``,
+            or ``.pt`` / ``.bin`` read weights-only; see :func:`load_open_clip_weights`).
+            Nothing is downloaded: a release tag such as ``"openai"`` is not a file.
 
     Returns:
         ``(image_tower, text_tower)``, both ``-> (N, embed_dim)``; the text
@@ -291,6 +320,8 @@ def open_clip_towers(
     """
     config = open_clip_config(model_name, embed_dim, vision_cfg, text_cfg)
     model = open_clip.CustomTextCLIP(config["embed_dim"], config["vision_cfg"], config["text_cfg"])
+    if pretrained is not None:
+        load_open_clip_weights(model, pretrained)
     dim = config["embed_dim"]
     image_size = model.visual.image_size
     image_size = image_size[0] if isinstance(image_size, (tuple, list)) else image_size

@@ -1,0 +1,152 @@
+"""CLIP data loading from WebDataset shards at scale: ours (by index) against open_clip's webdataset pipeline.
+
+    python benchmarks/shards_scale.py --pairs 100000 1000000 --steps 300 --workers 2
+
+For each size, writes that many synthetic pairs (16x16 PNG images of random
+colours, short captions) into shards of 10,000 (once, under ``--cache``),
+then runs two loaders over the same shards with the same batch size, image
+size, workers and augmentation (a random resized crop, scale 0.9-1):
+
+- ours: :class:`~contrastive_seq.data.shards.ShardedImageText` +
+  ``PairedSampler`` + ``ImageTextViews`` through ``SampledBatches`` (the
+  Trainer's (seed, step) batches) in a ``DataLoader``;
+- open_clip's: ``open_clip_train.data.get_wds_dataset`` (shard shuffle,
+  sample shuffle buffer, PIL decoding, its train transform and tokenizer).
+
+Reported per loader: pairs per second over ``--steps`` batches after 20
+warm-up batches (loading + decoding + augmenting; no model), and the resident
+memory of the loader's processes (main + workers, ``VmRSS`` summed) at batch
+100 and at the end. Our index build time and the memory it holds are
+reported too. Both loaders tokenise with a context of 16 tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import time
+from argparse import Namespace
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+from torchvision.transforms import v2
+
+from contrastive_seq.data.shards import ShardedImageText
+from contrastive_seq.models.clip_towers import OpenCLIPTokenizer
+from contrastive_seq.sampling.paired import PairedSampler
+from contrastive_seq.training.batches import SampledBatches
+from contrastive_seq.views.image_text import ImageTextViews, tokenize_captions
+
+PER_SHARD = 10_000
+WORDS = ["red", "green", "blue", "small", "large", "square", "circle", "bright", "dark", "photo"]
+
+
+def write_pairs(folder: Path, pairs: int) -> str:
+    """``pairs`` synthetic pairs in shards of :data:`PER_SHARD` under ``folder`` (kept); returns the brace pattern."""
+    import webdataset
+
+    shards = -(-pairs // PER_SHARD)
+    pattern = str(folder / f"pairs-{{000000..{shards - 1:06d}}}.tar")
+    if (folder / "done.json").is_file():
+        return pattern
+    folder.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(0)
+    palette = torch.randint(0, 256, (1000, 3), generator=generator)
+    encoded = []
+    for colour in palette.tolist():  # 1,000 distinct images, reused: encoding is not what is measured
+        buffer = io.BytesIO()
+        Image.new("RGB", (16, 16), tuple(colour)).save(buffer, format="png")
+        encoded.append(buffer.getvalue())
+    with webdataset.ShardWriter(str(folder / "pairs-%06d.tar"), maxcount=PER_SHARD, verbose=0) as writer:
+        for i in range(pairs):
+            words = " ".join(WORDS[(i * k) % len(WORDS)] for k in (1, 3, 7))
+            writer.write({"__key__": f"{i:09d}", "png": encoded[i % 1000], "txt": f"a {words} picture {i}"})
+    (folder / "done.json").write_text(json.dumps({"pairs": pairs}))
+    return pattern
+
+
+def loader_rss_mib() -> float:
+    """Resident memory of this process and its children (DataLoader workers), MiB."""
+    pids = [os.getpid()]
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        children = (task / "children").read_text().split()
+        pids.extend(int(pid) for pid in children)
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            continue
+    return total / 1024
+
+
+def measure(batches: object, batch_size: int, steps: int) -> dict[str, float]:
+    """Pairs per second over ``steps`` batches after 20, and loader memory at batch 100 and at the end."""
+    iterator = iter(batches)
+    for _ in range(20):
+        next(iterator)
+    start = time.perf_counter()
+    at_100 = None
+    for step in range(steps):
+        next(iterator)
+        if step == 100:
+            at_100 = loader_rss_mib()
+    seconds = time.perf_counter() - start
+    return {"pairs_per_s": steps * batch_size / seconds, "rss_mib_at_100": at_100, "rss_mib_end": loader_rss_mib()}
+
+
+def ours(pattern: str, args: Namespace) -> dict[str, float]:
+    start = time.perf_counter()
+    rss_before = loader_rss_mib()
+    data = ShardedImageText(pattern, image_size=args.image_size)
+    tokens = tokenize_captions(data.captions, OpenCLIPTokenizer(context_length=16))
+    index = {"index_s": time.perf_counter() - start, "index_mib": loader_rss_mib() - rss_before}
+    crop = v2.RandomResizedCrop(args.image_size, scale=(0.9, 1.0), antialias=True)
+    views = ImageTextViews(tokens, image_transform=crop)
+    steps = args.steps + 20
+    batches = SampledBatches(data, PairedSampler(data.caption_image, len(data)), views, args.batch_size, steps)
+    loader = DataLoader(batches, batch_size=None, sampler=range(steps), num_workers=args.workers)
+    return {**index, **measure(loader, args.batch_size, args.steps)}
+
+
+def open_clips(pattern: str, pairs: int, args: Namespace) -> dict[str, float]:
+    import open_clip
+    from open_clip_train.data import get_wds_dataset
+
+    options = Namespace(train_data=pattern, train_num_samples=pairs, dataset_resampled=False,
+                        train_data_upsampling_factors=None, seed=0, batch_size=args.batch_size, world_size=1,
+                        workers=args.workers)
+    preprocess = open_clip.image_transform(args.image_size, is_train=True)
+    tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=16)
+    info = get_wds_dataset(options, preprocess, is_train=True, tokenizer=tokenizer)
+    return measure(info.dataloader, args.batch_size, args.steps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pairs", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--image-size", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--cache", type=Path, default=Path("data/shards_scale"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    for pairs in args.pairs:
+        start = time.perf_counter()
+        pattern = write_pairs(args.cache / str(pairs), pairs)
+        written = time.perf_counter() - start
+        result = {"pairs": pairs, "write_s": written, "ours": ours(pattern, args),
+                  "open_clip": open_clips(pattern, pairs, args)}
+        result["throughput_ratio"] = result["ours"]["pairs_per_s"] / result["open_clip"]["pairs_per_s"]
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
