@@ -229,7 +229,7 @@ def _(config: TorchvisionEncoder, data: ArrayDataset) -> nn.Module:
 
 @dataclass
 class MomentumConfig:
-    """The momentum schedule shared by MoCo, BYOL and DINO (``momentum_steps``: usually ``train.max_steps``)."""
+    """The momentum schedule shared by MoCo, BYOL and DINO (``momentum_steps: null``: ``train.max_steps``)."""
 
     base_momentum: float = 0.99
     final_momentum: float = 1.0

@@ -30,7 +30,8 @@ class DINO(Method):
         head: features ``-> (N, K)``, e.g. a :class:`~contrastive_seq.models.dino_head.DINOHead`.
         loss: a :class:`DINOLoss` with ``out_dim = K``.
         base_momentum, final_momentum, momentum_steps: the teacher's momentum schedule
-            (DINO: 0.996 -> 1 over the whole run).
+            (DINO: 0.996 -> 1 over the whole run, ``momentum_steps=None``:
+            the run's length, which the Trainer gives).
     """
 
     steps_done: torch.Tensor

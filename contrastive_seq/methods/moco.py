@@ -44,7 +44,8 @@ class MoCo(Method):
             enqueued per step: per-rank batch x world size, x 2 when symmetric.
         symmetric: score both views as queries (v3; v2 used view 1 only).
         base_momentum, final_momentum, momentum_steps: the momentum schedule
-            of :class:`EMACopy` (``momentum_steps=None``: constant ``base_momentum``).
+            of :class:`EMACopy` (``momentum_steps=None``: the run's length; for a
+            constant momentum set ``final_momentum = base_momentum``).
     """
 
     def __init__(
