@@ -1,5 +1,6 @@
 """Vision variants: Fashion-MNIST, image folders and HDF5 images; BYOL and multi-crop views;
-torchvision backbones; MoCo, BYOL, DINO and SupCon, with their builders.
+torchvision backbones; MoCo, BYOL, DINO, SupCon, SimSiam, Barlow Twins, VICReg, NNCLR and
+triplet metric learning, with their builders.
 
 SimCLR, the ``image_augmentation`` views and the ``small_cnn`` encoder live in
 :mod:`contrastive_seq.experiments.images`; every variant here combines with them.
@@ -21,13 +22,21 @@ from contrastive_seq.experiments.build import build_data, build_encoder, build_m
 from contrastive_seq.experiments.sections import DataConfig, EncoderConfig, MethodConfig, ViewsConfig
 from contrastive_seq.losses.byol import BYOLLoss
 from contrastive_seq.losses.dino import DINOLoss
+from contrastive_seq.losses.margin import MinedTripletMargin
 from contrastive_seq.losses.moco import MoCoLoss
+from contrastive_seq.losses.ntxent import NTXent
+from contrastive_seq.losses.redundancy import BarlowTwinsLoss, VICRegLoss
+from contrastive_seq.losses.simsiam import SimSiamLoss
 from contrastive_seq.losses.supcon import SupCon as SupConLoss
 from contrastive_seq.methods.base import Method
 from contrastive_seq.methods.byol import BYOL
 from contrastive_seq.methods.dino import DINO
 from contrastive_seq.methods.moco import MoCo
+from contrastive_seq.methods.nnclr import NNCLR
+from contrastive_seq.methods.redundancy import BarlowTwins, VICReg
+from contrastive_seq.methods.simsiam import SimSiam
 from contrastive_seq.methods.supcon import SupCon
+from contrastive_seq.methods.triplet import TripletMetric
 from contrastive_seq.models.backbones import image_backbone
 from contrastive_seq.models.dino_head import DINOHead
 from contrastive_seq.models.heads import MLPHead
@@ -360,3 +369,105 @@ def _(config: SupConMethod, encoder: nn.Module, data: ArrayDataset) -> tuple[Met
     if config.sampler == "same_class":
         return method, SameClassSampler(data.labels)
     return method, AugmentationSampler(len(data))
+
+
+@MethodConfig.register("simsiam")
+@dataclass
+class SimSiamMethod(MethodConfig):
+    """SimSiam: a 3-layer projector (BatchNorm on its output), a bottleneck predictor at a fixed rate."""
+
+    name: str = "simsiam"
+    projection_hidden_dim: int = 512
+    projection_dim: int = 512
+    predictor_hidden_dim: int = 128
+    fixed_predictor_lr: bool = True
+
+
+@build_method.register
+def _(config: SimSiamMethod, encoder: nn.Module, data: ArrayDataset) -> tuple[Method, Sampler]:
+    projector = MLPHead(
+        encoder.output_dim, config.projection_hidden_dim, config.projection_dim, num_layers=3, output_batch_norm=True
+    )
+    predictor = MLPHead(config.projection_dim, config.predictor_hidden_dim, config.projection_dim)
+    method = SimSiam(encoder, projector, predictor, SimSiamLoss(), config.fixed_predictor_lr)
+    return method, AugmentationSampler(len(data))
+
+
+@MethodConfig.register("barlow_twins")
+@dataclass
+class BarlowTwinsMethod(MethodConfig):
+    """Barlow Twins: a 3-layer projector, the off-diagonal weight lambda."""
+
+    name: str = "barlow_twins"
+    projection_hidden_dim: int = 1024
+    projection_dim: int = 1024
+    lambda_offdiag: float = 5e-3
+
+
+@build_method.register
+def _(config: BarlowTwinsMethod, encoder: nn.Module, data: ArrayDataset) -> tuple[Method, Sampler]:
+    projector = MLPHead(encoder.output_dim, config.projection_hidden_dim, config.projection_dim, num_layers=3)
+    return BarlowTwins(encoder, projector, BarlowTwinsLoss(config.lambda_offdiag)), AugmentationSampler(len(data))
+
+
+@MethodConfig.register("vicreg")
+@dataclass
+class VICRegMethod(MethodConfig):
+    """VICReg: a 3-layer projector and the weights of the invariance, variance and covariance terms."""
+
+    name: str = "vicreg"
+    projection_hidden_dim: int = 1024
+    projection_dim: int = 1024
+    invariance_weight: float = 25.0
+    variance_weight: float = 25.0
+    covariance_weight: float = 1.0
+
+
+@build_method.register
+def _(config: VICRegMethod, encoder: nn.Module, data: ArrayDataset) -> tuple[Method, Sampler]:
+    projector = MLPHead(encoder.output_dim, config.projection_hidden_dim, config.projection_dim, num_layers=3)
+    loss = VICRegLoss(config.invariance_weight, config.variance_weight, config.covariance_weight)
+    return VICReg(encoder, projector, loss), AugmentationSampler(len(data))
+
+
+@MethodConfig.register("nnclr")
+@dataclass
+class NNCLRMethod(MethodConfig):
+    """NNCLR: projector, predictor, NT-Xent temperature and the support set's size."""
+
+    name: str = "nnclr"
+    temperature: float = 0.1
+    support_size: int = 8192
+    projection_hidden_dim: int = 512
+    projection_dim: int = 128
+    predictor_hidden_dim: int = 512
+
+
+@build_method.register
+def _(config: NNCLRMethod, encoder: nn.Module, data: ArrayDataset) -> tuple[Method, Sampler]:
+    projector = MLPHead(encoder.output_dim, config.projection_hidden_dim, config.projection_dim, num_layers=3)
+    predictor = MLPHead(config.projection_dim, config.predictor_hidden_dim, config.projection_dim)
+    method = NNCLR(encoder, projector, predictor, NTXent(temperature=config.temperature), config.support_size)
+    return method, AugmentationSampler(len(data))
+
+
+@MethodConfig.register("triplet")
+@dataclass
+class TripletMethod(MethodConfig):
+    """Triplet metric learning on same-class pairs: margin, distance, mining, an optional projection head."""
+
+    name: str = "triplet"
+    margin: float = 0.2
+    distance: Literal["euclidean", "cosine"] = "euclidean"
+    mining: Literal["batch_hard", "semi_hard"] = "batch_hard"
+    projection_dim: int | None = 128
+    normalize: bool = True
+
+
+@build_method.register
+def _(config: TripletMethod, encoder: nn.Module, data: ArrayDataset) -> tuple[Method, Sampler]:
+    if data.labels is None:
+        raise ValueError("the triplet method needs labelled training data (data with labels)")
+    head = nn.Identity() if config.projection_dim is None else nn.Linear(encoder.output_dim, config.projection_dim)
+    method = TripletMetric(encoder, head, MinedTripletMargin(config.margin, config.distance, config.mining), config.normalize)
+    return method, SameClassSampler(data.labels)
