@@ -18,11 +18,13 @@ from contrastive_seq.losses.margin import MinedTripletMargin, mine_triplets
 from contrastive_seq.losses.ntxent import NTXent
 from contrastive_seq.losses.redundancy import BarlowTwinsLoss, VICRegLoss
 from contrastive_seq.losses.simsiam import SimSiamLoss
+from contrastive_seq.losses.swav import SwAVLoss, sinkhorn_knopp
 from contrastive_seq.methods.nnclr import NNCLR, nearest_neighbours
 from contrastive_seq.methods.redundancy import BarlowTwins, VICReg
 from contrastive_seq.methods.simsiam import SimSiam
+from contrastive_seq.methods.swav import SwAV
 from contrastive_seq.methods.triplet import TripletMetric
-from contrastive_seq.models.heads import MLPHead
+from contrastive_seq.models.heads import MLPHead, Prototypes
 
 
 def randn(*shape: int, seed: int) -> torch.Tensor:
@@ -200,10 +202,87 @@ def test_bad_mining_and_missing_labels_are_named():
         method({"views": torch.randn(2, 4, 1, 2, 2)})
 
 
+# ----------------------------------------------------------------------------- SwAV
+
+
+def sinkhorn_by_loops(scores: torch.Tensor, iterations: int, epsilon: float) -> torch.Tensor:
+    """Sinkhorn-Knopp entry by entry: alternate prototype (column) and sample (row) normalisation."""
+    b, k = scores.shape
+    q = [[float(torch.exp(scores[i, j] / epsilon)) for j in range(k)] for i in range(b)]
+    total = sum(map(sum, q))
+    q = [[value / total for value in row] for row in q]
+    for _ in range(iterations):
+        columns = [sum(q[i][j] for i in range(b)) for j in range(k)]
+        q = [[q[i][j] / (k * columns[j]) for j in range(k)] for i in range(b)]
+        q = [[value / (b * sum(row)) for value in row] for row in q]
+    return torch.tensor(q, dtype=scores.dtype) * b
+
+
+def test_sinkhorn_matches_loops_and_balances_the_prototypes():
+    scores = randn(6, 4, seed=13).tanh()
+    codes = sinkhorn_knopp(scores, iterations=3, epsilon=0.5)
+    torch.testing.assert_close(codes, sinkhorn_by_loops(scores, 3, 0.5))
+    torch.testing.assert_close(codes.sum(1), torch.ones(6, dtype=torch.float64))
+    balanced = sinkhorn_knopp(scores, iterations=200, epsilon=0.5)
+    torch.testing.assert_close(balanced.sum(0), torch.full((4,), 6 / 4, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("local, queue", [(False, False), (True, False), (True, True)])
+def test_swav_loss_matches_a_loop_and_lightly(local, queue):
+    global_scores = randn(2, 8, 5, seed=14).tanh().requires_grad_()
+    local_scores = randn(3, 8, 5, seed=15).tanh() if local else None
+    queue_scores = randn(2, 16, 5, seed=16).tanh() if queue else None
+    output = SwAVLoss(temperature=0.2, epsilon=0.1)(global_scores, local_scores, queue_scores)
+    crops = [*global_scores, *([] if local_scores is None else local_scores)]
+    expected = 0
+    for i in range(2):
+        scores = global_scores[i].detach()
+        if queue_scores is not None:
+            scores = torch.cat([scores, queue_scores[i]])
+        codes = sinkhorn_by_loops(scores, 3, 0.1)[:8]
+        terms = [-(codes * torch.log_softmax(crop / 0.2, 1)).sum(1).mean() for v, crop in enumerate(crops) if v != i]
+        expected = expected + sum(terms) / (len(crops) - 1)
+    torch.testing.assert_close(output.loss, expected / 2)
+    lightly_loss = pytest.importorskip("lightly.loss")
+    theirs = lightly_loss.SwaVLoss(temperature=0.2, sinkhorn_epsilon=0.1)(
+        list(global_scores), [] if local_scores is None else list(local_scores),
+        None if queue_scores is None else list(queue_scores),
+    )
+    torch.testing.assert_close(output.loss, theirs.squeeze())
+
+
+def swav_method(queue_size: int | None = None, freeze: int = 0) -> SwAV:
+    torch.manual_seed(0)
+    projector = MLPHead(4, 3, 3, num_layers=1)
+    encoder = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten())  # any crop size -> 4 features
+    return SwAV(encoder, projector, Prototypes(3, 5), SwAVLoss(), freeze, queue_size).double()
+
+
+def test_swav_freezes_its_prototypes_and_fills_its_queue_before_using_it():
+    method = swav_method(queue_size=8, freeze=1)
+    batch = {"views": randn(2, 4, 1, 2, 2, seed=17), "local_views": randn(3, 4, 1, 1, 1, seed=18)}
+    method(batch).loss.backward()
+    assert method.prototypes.weight.grad is not None
+    method.before_optimizer_step(0)
+    assert method.prototypes.weight.grad is None
+    method.after_step(0)
+    method(batch).loss.backward()
+    method.before_optimizer_step(1)
+    assert method.prototypes.weight.grad is not None
+    method.after_step(1)  # 8 rows queued per crop: the queue is full
+    embeddings = F.normalize(method.online(batch["views"].flatten(0, 1)), dim=1).unflatten(0, (2, 4))
+    torch.testing.assert_close(method.queues[0].keys[4:], embeddings[0].detach())
+    local = F.normalize(method.online(batch["local_views"].flatten(0, 1)), dim=1).unflatten(0, (3, 4))
+    queue_scores = torch.stack([method.prototypes(q.keys) for q in method.queues])
+    expected = SwAVLoss()(method.prototypes(embeddings), method.prototypes(local), queue_scores)
+    torch.testing.assert_close(method(batch).loss, expected.loss)
+    assert torch.allclose(method.prototypes.weight.norm(dim=1), torch.ones(5, dtype=torch.float64))
+
+
 # ----------------------------------------------------------------------------- 2 ranks = 1 process
 
 WORLD, SAMPLES = 2, 8
-CASES = ("simsiam", "barlow_twins", "vicreg", "nnclr", "triplet_batch_hard", "triplet_semi_hard")
+CASES = ("simsiam", "barlow_twins", "vicreg", "nnclr", "swav", "triplet_batch_hard", "triplet_semi_hard")
 
 
 class MethodHarness(nn.Module):
@@ -221,6 +300,8 @@ class MethodHarness(nn.Module):
             self.method = VICReg(encoder, head)
         elif case == "nnclr":
             self.method = NNCLR(encoder, head, nn.Linear(3, 3), NTXent(temperature=0.5), support_size=16)
+        elif case == "swav":  # codes with sums over ranks; local crops of 1x1 pixel
+            self.method = SwAV(encoder, head, Prototypes(3, 4), SwAVLoss(temperature=0.5, epsilon=0.5))
         else:
             self.method = TripletMetric(encoder, head, MinedTripletMargin(0.5, mining=case.removeprefix("triplet_")))
         self.double()
@@ -231,6 +312,8 @@ class MethodHarness(nn.Module):
 
 def global_batch(case: str) -> dict[str, torch.Tensor]:
     batch = {"views": randn(2, SAMPLES, 1, 2, 2, seed=CASES.index(case))}
+    if case == "swav":
+        batch["local_views"] = randn(2, SAMPLES, 1, 2, 2, seed=99)
     if case.startswith("triplet"):
         batch["labels"] = torch.tensor([0, 1, 2, 0, 1, 2, 1, 0])
     return batch
@@ -239,7 +322,7 @@ def global_batch(case: str) -> dict[str, torch.Tensor]:
 def rank_batch(case: str, rank: int) -> dict[str, torch.Tensor]:
     rows = SAMPLES // WORLD
     batch = global_batch(case)
-    return {name: x.narrow(1 if name == "views" else 0, rank * rows, rows) for name, x in batch.items()}
+    return {name: x.narrow(0 if name == "labels" else 1, rank * rows, rows) for name, x in batch.items()}
 
 
 def test_every_method_on_two_ranks_matches_one_process(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Vision variants: Fashion-MNIST, image folders and HDF5 images; BYOL and multi-crop views;
-torchvision backbones; MoCo, BYOL, DINO, SupCon, SimSiam, Barlow Twins, VICReg, NNCLR and
-triplet metric learning, with their builders.
+torchvision backbones; MoCo, BYOL, DINO, SupCon, SimSiam, Barlow Twins, VICReg, SwAV,
+NNCLR and triplet metric learning, with their builders.
 
 SimCLR, the ``image_augmentation`` views and the ``small_cnn`` encoder live in
 :mod:`contrastive_seq.experiments.images`; every variant here combines with them.
@@ -27,6 +27,7 @@ from contrastive_seq.losses.moco import MoCoLoss
 from contrastive_seq.losses.ntxent import NTXent
 from contrastive_seq.losses.redundancy import BarlowTwinsLoss, VICRegLoss
 from contrastive_seq.losses.simsiam import SimSiamLoss
+from contrastive_seq.losses.swav import SwAVLoss
 from contrastive_seq.losses.supcon import SupCon as SupConLoss
 from contrastive_seq.methods.base import Method
 from contrastive_seq.methods.byol import BYOL
@@ -36,10 +37,11 @@ from contrastive_seq.methods.nnclr import NNCLR
 from contrastive_seq.methods.redundancy import BarlowTwins, VICReg
 from contrastive_seq.methods.simsiam import SimSiam
 from contrastive_seq.methods.supcon import SupCon
+from contrastive_seq.methods.swav import SwAV
 from contrastive_seq.methods.triplet import TripletMetric
 from contrastive_seq.models.backbones import image_backbone
 from contrastive_seq.models.dino_head import DINOHead
-from contrastive_seq.models.heads import MLPHead
+from contrastive_seq.models.heads import MLPHead, Prototypes
 from contrastive_seq.sampling.augmentation import AugmentationSampler
 from contrastive_seq.sampling.base import Sampler
 from contrastive_seq.sampling.same_class import SameClassSampler
@@ -471,3 +473,28 @@ def _(config: TripletMethod, encoder: nn.Module, data: ArrayDataset) -> tuple[Me
     head = nn.Identity() if config.projection_dim is None else nn.Linear(encoder.output_dim, config.projection_dim)
     method = TripletMetric(encoder, head, MinedTripletMargin(config.margin, config.distance, config.mining), config.normalize)
     return method, SameClassSampler(data.labels)
+
+
+@MethodConfig.register("swav")
+@dataclass
+class SwAVMethod(MethodConfig):
+    """SwAV: projector, prototypes, Sinkhorn-Knopp settings, prototype freeze and an optional queue (rows per rank)."""
+
+    name: str = "swav"
+    projection_hidden_dim: int = 512
+    projection_dim: int = 128
+    prototypes: int = 300
+    temperature: float = 0.1
+    sinkhorn_iterations: int = 3
+    epsilon: float = 0.05
+    freeze_prototypes_steps: int = 0
+    queue_size: int | None = None
+
+
+@build_method.register
+def _(config: SwAVMethod, encoder: nn.Module, data: ArrayDataset) -> tuple[Method, Sampler]:
+    projector = MLPHead(encoder.output_dim, config.projection_hidden_dim, config.projection_dim)
+    loss = SwAVLoss(config.temperature, config.sinkhorn_iterations, config.epsilon)
+    prototypes = Prototypes(config.projection_dim, config.prototypes)
+    method = SwAV(encoder, projector, prototypes, loss, config.freeze_prototypes_steps, config.queue_size)
+    return method, AugmentationSampler(len(data))

@@ -52,3 +52,31 @@ class MLPHead(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, in_dim) -> (N, out_dim)``."""
         return super().forward(x)
+
+
+class Prototypes(nn.Module):
+    """K learnable unit vectors (SwAV's prototypes): ``(N, d) -> (N, K)`` scores ``z @ C^T``.
+
+    :meth:`normalize_` puts every prototype back on the unit sphere (SwAV does
+    it before each step); with L2-normalised ``z`` the scores are cosines.
+
+    Args:
+        dim: the embeddings' dimension d.
+        count: the number of prototypes K.
+    """
+
+    def __init__(self, dim: int, count: int):
+        super().__init__()
+        for name, value in (("dim", dim), ("count", count)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        self.weight = nn.Parameter(nn.functional.normalize(torch.randn(count, dim), dim=1))
+
+    @torch.no_grad()
+    def normalize_(self) -> None:
+        """Rescale each prototype to unit length, in place."""
+        self.weight.copy_(nn.functional.normalize(self.weight, dim=1))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """``(N, d) -> (N, K)``."""
+        return z @ self.weight.T
