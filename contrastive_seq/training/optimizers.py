@@ -1,8 +1,9 @@
 """The optimiser of a run: the method's parameter groups, AdamW / SGD / LARS, and each group's schedule.
 
 :func:`build_optimizer` turns a method's :class:`~contrastive_seq.methods.base.ParamGroup`
-list into torch parameter groups: each named group, then ``"default"`` (every
-trainable parameter no group claims), each split into its weights and its
+list into torch parameter groups: ``"default"`` (every trainable parameter no
+group claims; first, so its rate is the one the Trainer logs), then each
+named group, each split into its weights and its
 one-dimensional parameters (biases and norm scales, ``"<name>/no_decay"``: no
 weight decay and no LARS adaptation unless ``decay_norms_and_biases``). Empty
 groups are left out. :func:`build_scheduler` gives each group the run's
@@ -131,7 +132,7 @@ def parameter_groups(method: Method, config: OptimizerSettings) -> list[dict[str
     names = [group.name for group in groups]
     if len(set(names)) != len(names) or "default" in names:
         raise ValueError(f"{type(method).__name__}.param_groups() names must be unique and not 'default', got {names}")
-    members: dict[str, list[tuple[str, nn.Parameter]]] = {name: [] for name in [*names, "default"]}
+    members: dict[str, list[tuple[str, nn.Parameter]]] = {name: [] for name in ["default", *names]}
     for parameter_name, parameter in method.named_parameters():
         if not parameter.requires_grad:
             continue
