@@ -156,7 +156,8 @@ class ChangesRunLength(Siamese):
 
 
 def test_a_method_that_changes_the_step_count_is_refused():
-    with pytest.raises(ValueError, match=r"ChangesRunLength\.set_total_steps changed the run's step count.*max_steps=4"):
+    message = r"ChangesRunLength\.set_total_steps changed the run's step count.*max_steps=4"
+    with pytest.raises(ValueError, match=message):
         trainer(ChangesRunLength("set_total_steps"))
     run = trainer(ChangesRunLength("before_optimizer_step"))
     with pytest.raises(ValueError, match=r"before_optimizer_step changed the run's step count"):

@@ -471,7 +471,8 @@ def _(config: TripletMethod, encoder: nn.Module, data: ArrayDataset) -> tuple[Me
     if data.labels is None:
         raise ValueError("the triplet method needs labelled training data (data with labels)")
     head = nn.Identity() if config.projection_dim is None else nn.Linear(encoder.output_dim, config.projection_dim)
-    method = TripletMetric(encoder, head, MinedTripletMargin(config.margin, config.distance, config.mining), config.normalize)
+    loss = MinedTripletMargin(config.margin, config.distance, config.mining)
+    method = TripletMetric(encoder, head, loss, config.normalize)
     return method, SameClassSampler(data.labels)
 
 

@@ -1,4 +1,5 @@
-"""SimSiam (Chen & He 2021): a predictor regresses the other view's projection through a stop-gradient, no momentum copy."""
+"""SimSiam (Chen & He 2021): a predictor regresses the other view's projection through a stop-gradient,
+with no momentum copy."""
 
 from __future__ import annotations
 

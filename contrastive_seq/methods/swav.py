@@ -90,7 +90,8 @@ class SwAV(Method):
         if self.queues is not None:
             if len(self.queues) != global_views.shape[0]:
                 raise ValueError(
-                    f"batch['views'] must hold {len(self.queues)} global crops (one per queue), got {tuple(global_views.shape)}"
+                    f"batch['views'] must hold {len(self.queues)} global crops (one per queue), "
+                    f"got {tuple(global_views.shape)}"
                 )
             self.queues[0].check_batch(global_views.shape[1])
             if int(self.queued) >= self.queues[0].size:

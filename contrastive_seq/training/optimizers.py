@@ -101,7 +101,8 @@ class LARS(torch.optim.Optimizer):
                 gradient = parameter.grad.add(parameter, alpha=decay) if decay else parameter.grad.clone()
                 if group["lars_adapt"]:
                     weight_norm, gradient_norm = parameter.norm(), parameter.grad.norm()
-                    ratio = group["trust_coefficient"] * weight_norm / (gradient_norm + decay * weight_norm + group["eps"])
+                    denominator = gradient_norm + decay * weight_norm + group["eps"]
+                    ratio = group["trust_coefficient"] * weight_norm / denominator
                     gradient.mul_(torch.where((weight_norm > 0) & (gradient_norm > 0), ratio, 1.0))
                 state = self.state[parameter]
                 if "momentum_buffer" not in state:
