@@ -461,7 +461,7 @@ class TripletMethod(MethodConfig):
     name: str = "triplet"
     margin: float = 0.2
     distance: Literal["euclidean", "cosine"] = "euclidean"
-    mining: Literal["batch_hard", "semi_hard"] = "batch_hard"
+    mining: Literal["batch_hard", "semi_hard"] = "semi_hard"
     projection_dim: int | None = 128
     normalize: bool = True
 
