@@ -19,7 +19,9 @@ from pathlib import Path
 from contrastive_seq.experiments import load_experiment_config, run_experiment
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-METHODS = ("simclr", "moco", "moco_v3", "byol", "dino", "supcon")
+METHODS = (
+    "simclr", "moco", "moco_v3", "byol", "dino", "supcon", "simsiam", "barlow_twins", "vicreg", "swav", "nnclr", "triplet"
+)
 
 
 def main() -> None:
