@@ -253,3 +253,23 @@ def test_the_method_docstring_example_runs():
     }
     exec(compile(code.replace(".fit()", ".fit(); RESULT = True"), "Method example", "exec"), namespace)
     assert namespace["RESULT"]
+
+
+def test_dino_freezes_its_last_layer_through_the_hook():
+    from contrastive_seq.losses.dino import DINOLoss
+    from contrastive_seq.methods.dino import DINO
+    from contrastive_seq.models.dino_head import DINOHead
+
+    encoder = nn.Sequential(nn.Flatten(), nn.Linear(4, 16))
+    encoder.output_dim = 16
+    method = DINO(encoder, DINOHead(16, 10, 32, 8), DINOLoss(10), freeze_last_layer_steps=2)
+    batch = {"views": torch.randn(2, 4, 1, 2, 2)}
+    for step, frozen in ((1, True), (2, False)):
+        method.zero_grad()
+        method(batch).loss.backward()
+        method.before_optimizer_step(step)
+        last = [p for p in method.student[1].last_layer.parameters() if p.requires_grad]
+        assert all((p.grad is None) == frozen for p in last)
+        assert method.student[1].mlp[0].weight.grad is not None
+    with pytest.raises(ValueError, match="freeze_last_layer_steps must be a non-negative int"):
+        DINO(encoder, DINOHead(16, 10, 32, 8), DINOLoss(10), freeze_last_layer_steps=-1)

@@ -293,6 +293,7 @@ class DINOMethod(MethodConfig, MomentumConfig):
     warmup_teacher_temperature: float = 0.04
     warmup_steps: int = 0
     center_momentum: float = 0.9
+    freeze_last_layer_steps: int = 0
 
 
 @MethodConfig.register("supcon")
@@ -359,7 +360,8 @@ def _(config: DINOMethod, encoder: nn.Module, data: ArrayDataset) -> tuple[Metho
         config.warmup_steps,
         config.center_momentum,
     )
-    return DINO(encoder, head, loss, **_momentum(config)), AugmentationSampler(len(data))
+    method = DINO(encoder, head, loss, **_momentum(config), freeze_last_layer_steps=config.freeze_last_layer_steps)
+    return method, AugmentationSampler(len(data))
 
 
 @build_method.register
