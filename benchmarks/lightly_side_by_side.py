@@ -1,4 +1,4 @@
-"""SimCLR and BYOL side by side: this library's methods against lightly's modules.
+"""SimCLR, BYOL, SimSiam and Barlow Twins side by side: this library's methods against lightly's modules.
 
 Both sides train the same backbone (one random initialisation, copied), on
 the very same batches (one sampler, one views step, one seed: each batch is
@@ -7,7 +7,11 @@ optimiser and learning-rate schedule, in one interleaved loop so that a busy
 machine slows both alike. Only the method differs: ours (heads, loss, EMA
 copy) against lightly's (``SimCLRProjectionHead`` + ``NTXentLoss``;
 ``BYOLProjectionHead``, ``BYOLPredictionHead``, ``NegativeCosineSimilarity``,
-``update_momentum`` with ``cosine_schedule``). Printed: kNN and linear-probe
+``update_momentum`` with ``cosine_schedule``; ``SimSiamProjectionHead``,
+``SimSiamPredictionHead``, ``NegativeCosineSimilarity``;
+``BarlowTwinsProjectionHead``, ``BarlowTwinsLoss``). Both sides take one
+AdamW over every parameter (SimSiam's fixed predictor rate is off here, as
+lightly's example has none). Printed: kNN and linear-probe
 accuracy of the backbone on Fashion-MNIST's test split, median time per
 training step (forward, backward, optimiser step, momentum update; building
 the batch is shared and not timed) and the ratios ours / lightly.
@@ -27,11 +31,14 @@ import time
 from collections.abc import Callable
 
 import torch
-from lightly.loss import NegativeCosineSimilarity, NTXentLoss
+from lightly.loss import BarlowTwinsLoss, NegativeCosineSimilarity, NTXentLoss
 from lightly.models.modules import (
+    BarlowTwinsProjectionHead,
     BYOLPredictionHead,
     BYOLProjectionHead,
     SimCLRProjectionHead,
+    SimSiamPredictionHead,
+    SimSiamProjectionHead,
 )
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.scheduler import cosine_schedule
@@ -41,9 +48,12 @@ from contrastive_seq.data import ArrayDataset
 from contrastive_seq.data.fashion_mnist import load_fashion_mnist
 from contrastive_seq.evaluation.embeddings import embed_in_batches
 from contrastive_seq.evaluation.probes import knn_accuracy, linear_probe_accuracy
+from contrastive_seq.losses import BarlowTwinsLoss as OurBarlowTwinsLoss
 from contrastive_seq.losses import BYOLLoss, NTXent
 from contrastive_seq.methods.byol import BYOL
+from contrastive_seq.methods.redundancy import BarlowTwins
 from contrastive_seq.methods.simclr import SimCLR
+from contrastive_seq.methods.simsiam import SimSiam
 from contrastive_seq.models import MLPHead, SmallConvNet
 from contrastive_seq.sampling import AugmentationSampler
 from contrastive_seq.training import SampledBatches
@@ -52,6 +62,7 @@ from contrastive_seq.views import TransformedViews, Views
 from contrastive_seq.views.image import byol_augmentations, simclr_augmentation
 from contrastive_seq.views.multicrop import MultiCropViews
 
+METHODS = ("simclr", "byol", "simsiam", "barlow_twins")
 Step = Callable[[dict[str, torch.Tensor], int], torch.Tensor]
 #: the small CNN of configs/*_fashion_mnist.yaml
 WIDTHS = (16, 32, 64, 128)
@@ -106,6 +117,42 @@ class LightlyBYOL(nn.Module):
         momentum = cosine_schedule(step, self.steps, self.base_momentum, 1.0)
         update_momentum(self.backbone, self.backbone_momentum, m=momentum)
         update_momentum(self.projection_head, self.projection_head_momentum, m=momentum)
+
+
+class LightlySimSiam(nn.Module):
+    """SimSiam from lightly's modules, as in lightly's SimSiam example."""
+
+    def __init__(self, backbone: nn.Module, hidden: int, out: int, predictor_hidden: int):
+        super().__init__()
+        self.backbone = backbone
+        self.projection_head = SimSiamProjectionHead(backbone.output_dim, hidden, out)
+        self.prediction_head = SimSiamPredictionHead(out, predictor_hidden, out)
+        self.criterion = NegativeCosineSimilarity()
+
+    def loss(self, batch: dict[str, torch.Tensor], step: int) -> torch.Tensor:
+        z0, z1 = (self.projection_head(self.backbone(view)) for view in batch["views"][:2])
+        p0, p1 = self.prediction_head(z0), self.prediction_head(z1)
+        return 0.5 * (self.criterion(p0, z1.detach()) + self.criterion(p1, z0.detach()))
+
+    def after_step(self, step: int) -> None:
+        pass
+
+
+class LightlyBarlowTwins(nn.Module):
+    """Barlow Twins from lightly's modules: backbone, ``BarlowTwinsProjectionHead``, ``BarlowTwinsLoss``."""
+
+    def __init__(self, backbone: nn.Module, hidden: int, out: int, lambda_param: float):
+        super().__init__()
+        self.backbone = backbone
+        self.head = BarlowTwinsProjectionHead(backbone.output_dim, hidden, out)
+        self.criterion = BarlowTwinsLoss(lambda_param)
+
+    def loss(self, batch: dict[str, torch.Tensor], step: int) -> torch.Tensor:
+        first, second = batch["views"][0], batch["views"][1]
+        return self.criterion(self.head(self.backbone(first)), self.head(self.backbone(second)))
+
+    def after_step(self, step: int) -> None:
+        pass
 
 
 def make_step(model: nn.Module, loss: Callable, after_step: Callable, args: argparse.Namespace) -> Step:
@@ -180,11 +227,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-subset", type=int, default=None, help="training images (default: all 60,000)")
-    parser.add_argument("--methods", nargs="+", default=["simclr", "byol"], choices=["simclr", "byol"])
+    parser.add_argument("--methods", nargs="+", default=["simclr", "byol"], choices=METHODS)
     args = parser.parse_args()
     data = (subset(load_fashion_mnist("train"), args.train_subset, args.seed), load_fashion_mnist("test"))
     rows = {}
-    for name in args.methods:  # the settings of configs/{simclr,byol}_fashion_mnist.yaml
+    for name in args.methods:  # the settings of configs/<method>_fashion_mnist.yaml
         torch.manual_seed(args.seed)
         backbone = SmallConvNet(1, WIDTHS)
         ours_backbone, their_backbone = copy.deepcopy(backbone), copy.deepcopy(backbone)
@@ -195,9 +242,17 @@ def main() -> None:
             theirs = LightlySimCLR(their_backbone, 256, 64, temperature=0.2)
         else:
             views = MultiCropViews(byol_augmentations(28, 1, (0.4, 1.0), blur_probabilities=(0.2, 0.0)))
+        if name == "byol":
             heads = MLPHead(128, 512, 128), MLPHead(128, 512, 128)
             ours = BYOL(ours_backbone, *heads, BYOLLoss(), base_momentum=0.99, momentum_steps=args.steps)
             theirs = LightlyBYOL(their_backbone, 512, 128, 0.99, args.steps)
+        elif name == "simsiam":
+            projector = MLPHead(128, 512, 512, num_layers=3, output_batch_norm=True)
+            ours = SimSiam(ours_backbone, projector, MLPHead(512, 128, 512), fixed_predictor_lr=False)
+            theirs = LightlySimSiam(their_backbone, 512, 512, 128)
+        elif name == "barlow_twins":
+            ours = BarlowTwins(ours_backbone, MLPHead(128, 1024, 1024, num_layers=3), OurBarlowTwinsLoss(5e-3))
+            theirs = LightlyBarlowTwins(their_backbone, 1024, 1024, 5e-3)
         rows[name] = compare(name, ours, ours_backbone, theirs, views, data, args)
     print(f"\nFashion-MNIST, SmallConvNet{WIDTHS}, batch {args.batch_size}, {args.steps} steps, seed {args.seed}, "
           f"{torch.get_num_threads()} threads")

@@ -19,8 +19,9 @@ from pathlib import Path
 from contrastive_seq.experiments import load_experiment_config, run_experiment
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-METHODS = ("simclr", "moco", "moco_v3", "byol", "dino", "supcon")
-MOMENTUM_METHODS = ("moco", "moco_v3", "byol", "dino")
+METHODS = (
+    "simclr", "moco", "moco_v3", "byol", "dino", "supcon", "simsiam", "barlow_twins", "vicreg", "swav", "nnclr", "triplet"
+)
 
 
 def main() -> None:
@@ -33,8 +34,6 @@ def main() -> None:
     overrides = list(args.overrides)
     if args.steps is not None:
         overrides += [f"train.max_steps={args.steps}", f"train.warmup_steps={args.steps // 10}"]
-        if args.method in MOMENTUM_METHODS:  # the momentum reaches 1 at the end of the run
-            overrides.append(f"method.momentum_steps={args.steps}")
     if args.train_subset is not None:
         overrides.append(f"data.train_subset={args.train_subset}")
     config = load_experiment_config(CONFIGS / f"{args.method}_fashion_mnist.yaml", overrides)

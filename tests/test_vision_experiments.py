@@ -18,14 +18,21 @@ from contrastive_seq.experiments import (
 from contrastive_seq.methods.byol import BYOL
 from contrastive_seq.methods.dino import DINO
 from contrastive_seq.methods.moco import MoCo
+from contrastive_seq.methods.nnclr import NNCLR
+from contrastive_seq.methods.redundancy import BarlowTwins, VICReg
 from contrastive_seq.methods.simclr import SimCLR
+from contrastive_seq.methods.simsiam import SimSiam
 from contrastive_seq.methods.supcon import SupCon
+from contrastive_seq.methods.swav import SwAV
+from contrastive_seq.methods.triplet import TripletMetric
 from contrastive_seq.models import MLPHead
 from contrastive_seq.models.backbones import ResNetBackbone
 from contrastive_seq.sampling import AugmentationSampler, SameClassSampler
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 METHODS = {"simclr": SimCLR, "moco": MoCo, "byol": BYOL, "dino": DINO, "supcon": SupCon}
+METHODS |= {"simsiam": SimSiam, "barlow_twins": BarlowTwins, "vicreg": VICReg, "swav": SwAV, "nnclr": NNCLR,
+            "triplet": TripletMetric}
 
 
 @pytest.fixture(autouse=True, scope="module")

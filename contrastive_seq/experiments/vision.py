@@ -1,5 +1,6 @@
 """The image domain: image data (digits, Fashion-MNIST, image folders, HDF5 images), augmentation views,
-image encoders, the image SSL methods (SimCLR, MoCo, BYOL, DINO, SupCon) and the ``probes`` evaluation.
+image encoders, the image SSL methods (SimCLR, MoCo, BYOL, DINO, SupCon, SimSiam, Barlow Twins, VICReg,
+SwAV, NNCLR, triplet metric learning) and the ``probes`` evaluation.
 
 Every variant here combines with every other; heavy dependencies
 (torchvision, scikit-learn) are imported by the builders when they run.
@@ -377,7 +378,7 @@ class SimCLRMethod(MethodConfig):
 
 @dataclass
 class MomentumConfig:
-    """The momentum schedule shared by MoCo, BYOL and DINO (``momentum_steps``: usually ``train.max_steps``)."""
+    """The momentum schedule shared by MoCo, BYOL and DINO (``momentum_steps: null``: ``train.max_steps``)."""
 
     base_momentum: float = 0.99
     final_momentum: float = 1.0
@@ -465,6 +466,7 @@ class DINOMethod(MethodConfig, MomentumConfig):
     warmup_teacher_temperature: float = 0.04
     warmup_steps: int = 0
     center_momentum: float = 0.9
+    freeze_last_layer_steps: int = 0
 
     def build(self, config: ExperimentConfig, encoder: nn.Module, train: Any) -> tuple[Method, Sampler]:
         from contrastive_seq.losses.dino import DINOLoss
@@ -488,7 +490,8 @@ class DINOMethod(MethodConfig, MomentumConfig):
             self.warmup_steps,
             self.center_momentum,
         )
-        return DINO(encoder, head, loss, **self.momentum()), _augmentation_sampler(train)
+        method = DINO(encoder, head, loss, **self.momentum(), freeze_last_layer_steps=self.freeze_last_layer_steps)
+        return method, _augmentation_sampler(train)
 
 
 @MethodConfig.register("supcon")
@@ -513,6 +516,145 @@ class SupConMethod(MethodConfig):
         method = SupCon(encoder, projection, SupConLoss(temperature=self.temperature))
         if self.sampler == "same_class":
             return method, SameClassSampler(train.labels)
+        return method, _augmentation_sampler(train)
+
+
+@MethodConfig.register("simsiam")
+@dataclass
+class SimSiamMethod(MethodConfig):
+    """SimSiam: a 3-layer projector (BatchNorm on its output), a bottleneck predictor at a fixed rate."""
+
+    name: str = "simsiam"
+    projection_hidden_dim: int = 512
+    projection_dim: int = 512
+    predictor_hidden_dim: int = 128
+    fixed_predictor_lr: bool = True
+
+    def build(self, config: ExperimentConfig, encoder: nn.Module, train: Any) -> tuple[Method, Sampler]:
+        from contrastive_seq.losses.simsiam import SimSiamLoss
+        from contrastive_seq.methods.simsiam import SimSiam
+        from contrastive_seq.models.heads import MLPHead
+
+        projector = MLPHead(
+            encoder.output_dim, self.projection_hidden_dim, self.projection_dim, num_layers=3, output_batch_norm=True
+        )
+        predictor = _mlp(self.projection_dim, self.predictor_hidden_dim, self.projection_dim)
+        method = SimSiam(encoder, projector, predictor, SimSiamLoss(), self.fixed_predictor_lr)
+        return method, _augmentation_sampler(train)
+
+
+@MethodConfig.register("barlow_twins")
+@dataclass
+class BarlowTwinsMethod(MethodConfig):
+    """Barlow Twins: a 3-layer projector, the off-diagonal weight lambda."""
+
+    name: str = "barlow_twins"
+    projection_hidden_dim: int = 1024
+    projection_dim: int = 1024
+    lambda_offdiag: float = 5e-3
+
+    def build(self, config: ExperimentConfig, encoder: nn.Module, train: Any) -> tuple[Method, Sampler]:
+        from contrastive_seq.losses.redundancy import BarlowTwinsLoss
+        from contrastive_seq.methods.redundancy import BarlowTwins
+        from contrastive_seq.models.heads import MLPHead
+
+        projector = MLPHead(encoder.output_dim, self.projection_hidden_dim, self.projection_dim, num_layers=3)
+        return BarlowTwins(encoder, projector, BarlowTwinsLoss(self.lambda_offdiag)), _augmentation_sampler(train)
+
+
+@MethodConfig.register("vicreg")
+@dataclass
+class VICRegMethod(MethodConfig):
+    """VICReg: a 3-layer projector and the weights of the invariance, variance and covariance terms."""
+
+    name: str = "vicreg"
+    projection_hidden_dim: int = 1024
+    projection_dim: int = 1024
+    invariance_weight: float = 25.0
+    variance_weight: float = 25.0
+    covariance_weight: float = 1.0
+
+    def build(self, config: ExperimentConfig, encoder: nn.Module, train: Any) -> tuple[Method, Sampler]:
+        from contrastive_seq.losses.redundancy import VICRegLoss
+        from contrastive_seq.methods.redundancy import VICReg
+        from contrastive_seq.models.heads import MLPHead
+
+        projector = MLPHead(encoder.output_dim, self.projection_hidden_dim, self.projection_dim, num_layers=3)
+        loss = VICRegLoss(self.invariance_weight, self.variance_weight, self.covariance_weight)
+        return VICReg(encoder, projector, loss), _augmentation_sampler(train)
+
+
+@MethodConfig.register("nnclr")
+@dataclass
+class NNCLRMethod(MethodConfig):
+    """NNCLR: projector, predictor, NT-Xent temperature and the support set's size."""
+
+    name: str = "nnclr"
+    temperature: float = 0.1
+    support_size: int = 8192
+    projection_hidden_dim: int = 512
+    projection_dim: int = 128
+    predictor_hidden_dim: int = 512
+
+    def build(self, config: ExperimentConfig, encoder: nn.Module, train: Any) -> tuple[Method, Sampler]:
+        from contrastive_seq.losses.ntxent import NTXent
+        from contrastive_seq.methods.nnclr import NNCLR
+        from contrastive_seq.models.heads import MLPHead
+
+        projector = MLPHead(encoder.output_dim, self.projection_hidden_dim, self.projection_dim, num_layers=3)
+        predictor = _mlp(self.projection_dim, self.predictor_hidden_dim, self.projection_dim)
+        method = NNCLR(encoder, projector, predictor, NTXent(temperature=self.temperature), self.support_size)
+        return method, _augmentation_sampler(train)
+
+
+@MethodConfig.register("triplet")
+@dataclass
+class TripletMethod(MethodConfig):
+    """Triplet metric learning on same-class pairs: margin, distance, mining, an optional projection head."""
+
+    name: str = "triplet"
+    margin: float = 0.2
+    distance: Literal["euclidean", "cosine"] = "euclidean"
+    mining: Literal["batch_hard", "semi_hard"] = "semi_hard"
+    projection_dim: int | None = 128
+    normalize: bool = True
+
+    def build(self, config: ExperimentConfig, encoder: nn.Module, train: Any) -> tuple[Method, Sampler]:
+        from contrastive_seq.losses.margin import MinedTripletMargin
+        from contrastive_seq.methods.triplet import TripletMetric
+        from contrastive_seq.sampling.same_class import SameClassSampler
+
+        if getattr(train, "labels", None) is None:
+            raise ConfigError("method 'triplet' needs labelled training data (data with labels)")
+        head = nn.Identity() if self.projection_dim is None else nn.Linear(encoder.output_dim, self.projection_dim)
+        loss = MinedTripletMargin(self.margin, self.distance, self.mining)
+        return TripletMetric(encoder, head, loss, self.normalize), SameClassSampler(train.labels)
+
+
+@MethodConfig.register("swav")
+@dataclass
+class SwAVMethod(MethodConfig):
+    """SwAV: projector, prototypes, Sinkhorn-Knopp settings, prototype freeze and an optional queue (rows per rank)."""
+
+    name: str = "swav"
+    projection_hidden_dim: int = 512
+    projection_dim: int = 128
+    prototypes: int = 300
+    temperature: float = 0.1
+    sinkhorn_iterations: int = 3
+    epsilon: float = 0.05
+    freeze_prototypes_steps: int = 0
+    queue_size: int | None = None
+
+    def build(self, config: ExperimentConfig, encoder: nn.Module, train: Any) -> tuple[Method, Sampler]:
+        from contrastive_seq.losses.swav import SwAVLoss
+        from contrastive_seq.methods.swav import SwAV
+        from contrastive_seq.models.heads import Prototypes
+
+        projector = _mlp(encoder.output_dim, self.projection_hidden_dim, self.projection_dim)
+        loss = SwAVLoss(self.temperature, self.sinkhorn_iterations, self.epsilon)
+        prototypes = Prototypes(self.projection_dim, self.prototypes)
+        method = SwAV(encoder, projector, prototypes, loss, self.freeze_prototypes_steps, self.queue_size)
         return method, _augmentation_sampler(train)
 
 

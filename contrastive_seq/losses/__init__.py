@@ -5,13 +5,15 @@ from contrastive_seq.losses.clip import CLIPLoss, SigLIPLoss
 from contrastive_seq.losses.cpc import CPCLoss
 from contrastive_seq.losses.dino import DINOLoss
 from contrastive_seq.losses.infonce import ContrastiveCore, InfoNCE
-from contrastive_seq.losses.margin import ContrastiveMargin, TripletMargin
+from contrastive_seq.losses.margin import ContrastiveMargin, MinedTripletMargin, TripletMargin
 from contrastive_seq.losses.moco import MoCoLoss
 from contrastive_seq.losses.ntxent import NTXent
 from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.losses.redundancy import BarlowTwinsLoss, VICRegLoss
 from contrastive_seq.losses.similarity import make_similarity
+from contrastive_seq.losses.simsiam import SimSiamLoss
 from contrastive_seq.losses.supcon import SupCon
+from contrastive_seq.losses.swav import SwAVLoss
 from contrastive_seq.losses.temperature import Temperature
 from contrastive_seq.losses.terms import info_nce_from_logits
 
@@ -25,10 +27,13 @@ __all__ = [
     "DINOLoss",
     "InfoNCE",
     "LossOutput",
+    "MinedTripletMargin",
     "MoCoLoss",
     "NTXent",
     "SigLIPLoss",
+    "SimSiamLoss",
     "SupCon",
+    "SwAVLoss",
     "Temperature",
     "TripletMargin",
     "VICRegLoss",

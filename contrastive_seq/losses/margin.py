@@ -1,4 +1,5 @@
-"""Margin losses on distances: the triplet loss and the contrastive loss of Hadsell et al. 2006.
+"""Margin losses on distances: the triplet loss, with triplets given or mined from a labelled batch
+(batch-hard, semi-hard), and the contrastive loss of Hadsell et al. 2006.
 
 Both score rows of ``(N, d)`` tensors pair by pair with a distance ``d(a, b)``:
 
@@ -8,9 +9,12 @@ Both score rows of ``(N, d)`` tensors pair by pair with a distance ``d(a, b)``:
   elsewhere) and every distance is shifted up by at most ``sqrt(eps) = 1e-6``.
 - ``"cosine"``: ``d(a, b) = 1 - cos(a, b)``, in ``[0, 2]``.
 
-Every row's loss is local, so in a distributed run each rank averages its own
-rows and the mean of the ranks' losses (what DDP's gradient averaging computes)
-is the loss of the global batch when ranks hold equal batches.
+Every row's loss of :class:`TripletMargin` and :class:`ContrastiveMargin` is
+local, so in a distributed run each rank averages its own rows and the mean of
+the ranks' losses (what DDP's gradient averaging computes) is the loss of the
+global batch when ranks hold equal batches. :class:`MinedTripletMargin` mines
+over the whole batch, so it gathers the rows of every rank with gradients and
+every rank computes the loss of the global batch.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from contrastive_seq import distributed
 from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.losses.similarity import CosineSimilarity
-from contrastive_seq.losses.validation import check_embeddings, check_positive_number, check_same_shape
+from contrastive_seq.losses.validation import check_embeddings, check_labels, check_positive_number, check_same_shape
 
 EUCLIDEAN_EPS = 1e-12
 DISTANCES = ("euclidean", "cosine")
+MINING = ("batch_hard", "semi_hard")
 
 
 class PairedDistance(nn.Module):
@@ -144,3 +150,76 @@ class ContrastiveMargin(nn.Module):
             "negative_distance": _masked_mean(distance, different),
         }
         return LossOutput(loss, parts)
+
+
+def mine_triplets(
+    distances: torch.Tensor, labels: torch.Tensor, mining: str, margin: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Indices ``(anchor, positive, negative)``, each ``(T,)``, of triplets mined from a labelled batch.
+
+    Args:
+        distances: ``(M, M)`` distances between the batch's rows.
+        labels: ``(M,)`` class of each row; a positive shares the anchor's class
+            (another row), a negative does not.
+        mining: ``"batch_hard"`` (Hermans et al. 2017): for each anchor with a
+            positive and a negative, its farthest positive and its nearest
+            negative, one triplet per anchor. ``"semi_hard"`` (Schroff et al.
+            2015): every triplet whose negative lies beyond the positive but
+            within the margin, ``0 < d(a, n) - d(a, p) <= margin``.
+        margin: the margin of ``"semi_hard"``.
+    """
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
+    positive = same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    negative = ~same
+    if mining == "batch_hard":
+        anchors = torch.nonzero(positive.any(1) & negative.any(1)).squeeze(1)
+        hardest_positive = distances.masked_fill(~positive, float("-inf")).argmax(1)
+        hardest_negative = distances.masked_fill(~negative, float("inf")).argmin(1)
+        return anchors, hardest_positive[anchors], hardest_negative[anchors]
+    gap = distances.unsqueeze(1) - distances.unsqueeze(2)  # gap[a, p, n] = d(a, n) - d(a, p)
+    valid = positive.unsqueeze(2) & negative.unsqueeze(1) & (gap > 0) & (gap <= margin)
+    anchor, positive_index, negative_index = torch.nonzero(valid, as_tuple=True)
+    return anchor, positive_index, negative_index
+
+
+class MinedTripletMargin(nn.Module):
+    """The triplet margin loss on triplets mined from a labelled batch (:func:`mine_triplets`).
+
+    ``forward(embeddings (N, d), labels (N,)) -> LossOutput``: the mean over
+    the mined triplets of ``max(0, d(a, p) - d(a, n) + margin)`` (as
+    :class:`TripletMargin`), 0 with no gradient-carrying triplet when none is
+    mined. Mining sees distances without a graph; the loss is recomputed with
+    one. Parts: those of :class:`TripletMargin` plus ``triplets`` (how many
+    were mined). In a distributed run rows and labels are gathered from every
+    rank (rows with gradients; every rank must hold the same N) and each rank
+    computes the loss of the global batch.
+
+    Args:
+        margin: the margin, > 0.
+        distance: ``"euclidean"`` or ``"cosine"``.
+        mining: ``"batch_hard"`` or ``"semi_hard"``.
+    """
+
+    def __init__(self, margin: float = 0.2, distance: str = "euclidean", mining: str = "batch_hard"):
+        super().__init__()
+        if mining not in MINING:
+            raise ValueError(f"mining must be one of {MINING}, got {mining!r}")
+        self.mining = mining
+        self.triplet = TripletMargin(margin, distance)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> LossOutput:
+        """Loss of the triplets mined among the rows of ``embeddings`` (N, d) with classes ``labels`` (N,)."""
+        check_embeddings("embeddings", embeddings)
+        check_labels("labels", labels, embeddings.shape[0])
+        rows = distributed.gather_with_grad(embeddings)
+        labels = distributed.gather(labels)
+        with torch.no_grad():
+            distances = self.triplet.distance(rows.unsqueeze(1), rows.unsqueeze(0))  # (M, M)
+        anchor, positive, negative = mine_triplets(distances, labels, self.mining, self.triplet.margin)
+        count = torch.tensor(float(len(anchor)), device=rows.device)
+        if len(anchor) == 0:
+            zero = rows.sum() * 0
+            parts = ("active_fraction", "positive_distance", "negative_distance")
+            return LossOutput(zero, {**dict.fromkeys(parts, zero), "triplets": count})
+        output = self.triplet(rows[anchor], rows[positive], rows[negative])
+        return LossOutput(output.loss, {**output.parts, "triplets": count})

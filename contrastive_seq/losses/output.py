@@ -32,3 +32,9 @@ class LossOutput:
         """The loss and its parts as Python floats (one device sync)."""
         names, values = self.stacked()
         return dict(zip(names, values.tolist()))
+
+
+def mean_output(first: LossOutput, second: LossOutput) -> LossOutput:
+    """The average of two losses and of each of their parts (two directions of a symmetric method)."""
+    parts = {name: (value + second.parts[name]) / 2 for name, value in first.parts.items()}
+    return LossOutput((first.loss + second.loss) / 2, parts)

@@ -29,7 +29,8 @@ class BYOL(Method):
         predictor: ``(N, d) -> (N, d)``, online only.
         loss: a :class:`BYOLLoss`.
         base_momentum, final_momentum, momentum_steps: the target's momentum
-            schedule (BYOL: 0.996 -> 1 over the whole run).
+            schedule (BYOL: 0.996 -> 1 over the whole run, ``momentum_steps=None``:
+            the run's length, which the Trainer gives).
     """
 
     def __init__(

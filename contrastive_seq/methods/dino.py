@@ -29,8 +29,12 @@ class DINO(Method):
         encoder: images ``(N, C, H, W) -> (N, encoder.output_dim)``, any H, W the crops have.
         head: features ``-> (N, K)``, e.g. a :class:`~contrastive_seq.models.dino_head.DINOHead`.
         loss: a :class:`DINOLoss` with ``out_dim = K``.
+        freeze_last_layer_steps: steps during which the head's ``last_layer`` (if
+            it has one) gets no update (DINO: the first epoch), through
+            :meth:`before_optimizer_step`.
         base_momentum, final_momentum, momentum_steps: the teacher's momentum schedule
-            (DINO: 0.996 -> 1 over the whole run).
+            (DINO: 0.996 -> 1 over the whole run, ``momentum_steps=None``:
+            the run's length, which the Trainer gives).
     """
 
     steps_done: torch.Tensor
@@ -43,8 +47,14 @@ class DINO(Method):
         base_momentum: float = 0.996,
         final_momentum: float = 1.0,
         momentum_steps: int | None = None,
+        freeze_last_layer_steps: int = 0,
     ):
         super().__init__()
+        if isinstance(freeze_last_layer_steps, bool) or not isinstance(freeze_last_layer_steps, int) or (
+            freeze_last_layer_steps < 0
+        ):
+            raise ValueError(f"freeze_last_layer_steps must be a non-negative int, got {freeze_last_layer_steps!r}")
+        self.freeze_last_layer_steps = freeze_last_layer_steps
         self.student = nn.Sequential(encoder, head)
         self.teacher = EMACopy(self.student, base_momentum, final_momentum, momentum_steps)
         self.loss = loss
@@ -63,6 +73,13 @@ class DINO(Method):
             student = torch.cat([student, encode_views(self.student, local_views)])
         teacher = encode_views(self.teacher, global_views)
         return self.loss(student, teacher, step=int(self.steps_done))
+
+    def before_optimizer_step(self, step: int) -> None:
+        """No update of the head's last layer during the first ``freeze_last_layer_steps`` steps."""
+        last_layer = getattr(self.student[1], "last_layer", None)
+        if step < self.freeze_last_layer_steps and last_layer is not None:
+            for parameter in last_layer.parameters():
+                parameter.grad = None
 
     def after_step(self, step: int) -> None:
         """Move the teacher towards the student; count the step for the teacher temperature."""

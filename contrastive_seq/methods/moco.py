@@ -17,18 +17,12 @@ from torch import nn
 
 from contrastive_seq import distributed
 from contrastive_seq.losses.moco import MoCoLoss
-from contrastive_seq.losses.output import LossOutput
+from contrastive_seq.losses.output import LossOutput, mean_output
 from contrastive_seq.methods.base import Method
 from contrastive_seq.models.backbones import encode_views
 from contrastive_seq.models.ema import EMACopy
 from contrastive_seq.models.queue import KeyQueue
 from contrastive_seq.views.image import check_image_views
-
-
-def _mean_output(first: LossOutput, second: LossOutput) -> LossOutput:
-    """The average of two losses and of each of their parts."""
-    parts = {name: (value + second.parts[name]) / 2 for name, value in first.parts.items()}
-    return LossOutput((first.loss + second.loss) / 2, parts)
 
 
 class MoCo(Method):
@@ -44,7 +38,8 @@ class MoCo(Method):
             enqueued per step: per-rank batch x world size, x 2 when symmetric.
         symmetric: score both views as queries (v3; v2 used view 1 only).
         base_momentum, final_momentum, momentum_steps: the momentum schedule
-            of :class:`EMACopy` (``momentum_steps=None``: constant ``base_momentum``).
+            of :class:`EMACopy` (``momentum_steps=None``: the run's length; for a
+            constant momentum set ``final_momentum = base_momentum``).
     """
 
     def __init__(
@@ -83,7 +78,7 @@ class MoCo(Method):
         outputs = [self._score(queries[v], keys[v]) for v in range(queries.shape[0])]
         if self.queue is not None:  # keys of the global batch, view-major as on one process with the whole batch
             self._pending_keys = distributed.gather(keys.transpose(0, 1)).transpose(0, 1).flatten(0, 1)
-        return outputs[0] if len(outputs) == 1 else _mean_output(*outputs)
+        return outputs[0] if len(outputs) == 1 else mean_output(*outputs)
 
     def _score(self, queries: torch.Tensor, keys: torch.Tensor) -> LossOutput:
         """Loss of ``queries (N, d)`` against ``keys (N, d)`` and the queue, or the batch's keys without one."""

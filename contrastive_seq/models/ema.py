@@ -46,8 +46,10 @@ class EMACopy(nn.Module):
         source: the trained network (copied at construction).
         base_momentum: m at step 0, in [0, 1].
         final_momentum: m at ``total_steps``, in [0, 1].
-        total_steps: length of the cosine ramp in steps; ``None`` keeps m at
-            ``base_momentum`` throughout.
+        total_steps: length of the cosine ramp in steps; ``None``: the run's
+            length, once :meth:`set_total_steps` gives it (a Trainer does, through
+            its method), and m at ``base_momentum`` until then. For a constant
+            momentum set ``final_momentum = base_momentum``.
     """
 
     def __init__(
@@ -65,7 +67,13 @@ class EMACopy(nn.Module):
         ):
             raise ValueError(f"total_steps must be None or a positive int, got {total_steps!r}")
         self.total_steps = total_steps
+        self.follows_run_length = total_steps is None
         self.module = copy.deepcopy(source).requires_grad_(False)
+
+    def set_total_steps(self, total_steps: int) -> None:
+        """Ramp over the run's ``total_steps`` when built without a length of its own; else keep that length."""
+        if self.follows_run_length:
+            self.total_steps = total_steps
 
     def momentum_at(self, step: int) -> float:
         """The momentum m used by the update after optimiser step ``step`` (0-based)."""

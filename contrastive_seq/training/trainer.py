@@ -51,11 +51,11 @@ from contrastive_seq.training.checkpoint import (
     set_rng_state,
 )
 from contrastive_seq.training.metrics import MetricsWriter, flatten
-from contrastive_seq.training.schedule import SCHEDULES, lr_lambda
+from contrastive_seq.training.optimizers import OPTIMIZERS, build_optimizer, build_scheduler
+from contrastive_seq.training.schedule import SCHEDULES
 from contrastive_seq.training.sizes import check_batch_fits
 from contrastive_seq.views.base import Views
 
-OPTIMIZERS = ("adamw", "sgd")
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 NONFINITE_ACTIONS = ("stop", "skip")
@@ -119,11 +119,16 @@ class TrainerConfig:
         max_steps: optimiser steps in the whole run (a resumed run continues to it).
         batch_size: pairs per rank and step; the global batch is
             ``batch_size * world_size``.
-        optimizer: ``"adamw"`` or ``"sgd"`` (with ``momentum``).
-        lr: base learning rate.
-        weight_decay: decoupled (AdamW) or L2 (SGD) weight decay on every
-            trainable parameter.
-        momentum: SGD momentum in ``[0, 1)``; unused by AdamW.
+        optimizer: ``"adamw"``, ``"sgd"`` (with ``momentum``) or ``"lars"`` (SGD
+            with momentum and layer-wise adaptive rates,
+            :class:`~contrastive_seq.training.optimizers.LARS`).
+        lr: base learning rate (a method's parameter groups may scale it).
+        weight_decay: decoupled (AdamW) or L2 (SGD, LARS) weight decay on the
+            trainable weights (biases and norms too with ``decay_norms_and_biases``).
+        momentum: SGD and LARS momentum in ``[0, 1)``; unused by AdamW.
+        trust_coefficient: LARS's eta (> 0); unused by the others.
+        decay_norms_and_biases: also decay (and LARS-adapt) one-dimensional
+            parameters; by default they get neither (SimCLR, BYOL).
         warmup_steps: steps of linear warmup, in ``[0, max_steps]``.
         schedule: ``"cosine"`` (decay to ``min_lr_fraction * lr``) or ``"constant"``,
             after warmup (see :func:`contrastive_seq.training.schedule.lr_factor`).
@@ -175,6 +180,8 @@ class TrainerConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.9
+    trust_coefficient: float = 0.001
+    decay_norms_and_biases: bool = False
     warmup_steps: int = 0
     schedule: str = "cosine"
     min_lr_fraction: float = 0.0
@@ -218,6 +225,8 @@ class TrainerConfig:
             fail("weight_decay", "a non-negative finite number")
         if not _is_number(self.momentum) or not 0 <= self.momentum < 1:
             fail("momentum", "a number in [0, 1)")
+        if not _is_number(self.trust_coefficient) or self.trust_coefficient <= 0:
+            fail("trust_coefficient", "a positive finite number")
         if not _is_number(self.min_lr_fraction) or not 0 <= self.min_lr_fraction <= 1:
             fail("min_lr_fraction", "a number in [0, 1]")
         if self.grad_clip is not None and (not _is_number(self.grad_clip) or self.grad_clip <= 0):
@@ -237,7 +246,7 @@ class TrainerConfig:
                 "TrainerConfig.precision='fp16' needs a CUDA device (it relies on CUDA's gradient scaler); "
                 "use precision='bf16' or 'fp32' with device='cpu'"
             )
-        for name in ("sync_batchnorm", "progress"):
+        for name in ("sync_batchnorm", "progress", "decay_norms_and_biases"):
             if not isinstance(getattr(self, name), bool):
                 fail(name, "a bool")
         if self.output_dir is not None and (
@@ -449,16 +458,9 @@ class Trainer:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.module = DistributedDataParallel(method, device_ids=device_ids)
         self._parameters = [parameter for parameter in method.parameters() if parameter.requires_grad]
-        if config.optimizer == "adamw":
-            self.optimizer = torch.optim.AdamW(self._parameters, lr=config.lr, weight_decay=config.weight_decay)
-        else:
-            self.optimizer = torch.optim.SGD(
-                self._parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-            )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            lr_lambda(config.max_steps, config.warmup_steps, config.schedule, config.min_lr_fraction),
-        )
+        self._set_run_length(method)
+        self.optimizer = build_optimizer(method, config)
+        self.scheduler = build_scheduler(self.optimizer, config)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
         self._autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
         self.batches = SampledBatches(
@@ -639,14 +641,31 @@ class Trainer:
                     buffer.copy_(before)
             return scalars
         self.scaler.scale(output.loss).backward()
+        self.scaler.unscale_(self.optimizer)  # the hook and clipping see true gradients (a no-op unless fp16)
+        self.method.before_optimizer_step(step)
+        self._check_run_length("before_optimizer_step")
         if self.config.grad_clip is not None:
-            self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self._parameters, self.config.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
         self.method.after_step(step)
+        self._check_run_length("after_step")
         return scalars
+
+    def _set_run_length(self, method: Method) -> None:
+        """Tell the method the run's length (its schedules default to it) and check that it kept it."""
+        method.set_total_steps(self.config.max_steps)
+        self._check_run_length("set_total_steps")
+
+    def _check_run_length(self, hook: str) -> None:
+        """Refuse a method whose ``hook`` left ``total_steps`` other than ``TrainerConfig.max_steps``."""
+        if self.method.total_steps != self.config.max_steps:
+            raise ValueError(
+                f"{type(self.method).__name__}.{hook} changed the run's step count: total_steps is "
+                f"{self.method.total_steps!r}, expected TrainerConfig.max_steps={self.config.max_steps}; "
+                "a method reads the run length, the Trainer sets it"
+            )
 
     def _non_finite_loss(self, step: int, loss: float) -> None:
         """Stop with :class:`NonFiniteLossError`, or drop the step and count it (``config.on_nonfinite``).
