@@ -1,4 +1,4 @@
-"""NWB files written here with pynwb: units binned, a fluorescence series, behaviour interpolated, trials as segments."""
+"""NWB files written with pynwb: units binned, a fluorescence series, behaviour interpolated, trials as segments."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ CONTROLS = ("shuffled", "shifted")
 
 
 def null_labels(y: np.ndarray, control: str, rng: np.random.Generator) -> np.ndarray:
-    """``y (time, ...)`` permuted in time (``"shuffled"``) or rolled by a lag in [0.1, 0.9] of its length (``"shifted"``)."""
+    """``y (time, ...)`` permuted in time (``"shuffled"``) or rolled by 10-90 % of its length (``"shifted"``)."""
     if control == "shuffled":
         return y[rng.permutation(len(y))]
     if control == "shifted":

@@ -128,7 +128,9 @@ class TimeSeriesEncoder(nn.Module):
     def _checked_rows(self, rows: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
         _check_float_tensor("rows", rows)
         if rows.dim() != 2 or rows.shape[1] != self.in_channels:
-            raise ValueError(f"rows must have shape (U, {self.in_channels}) (rows, in_channels), got {tuple(rows.shape)}")
+            raise ValueError(
+                f"rows must have shape (U, {self.in_channels}) (rows, in_channels), got {tuple(rows.shape)}"
+            )
         if position.dtype != torch.long or position.dim() != 2 or position.shape[1] != self.receptive_field:
             raise ValueError(
                 f"position must be int64 of shape (N, {self.receptive_field}) (windows, receptive_field), "
