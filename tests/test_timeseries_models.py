@@ -157,39 +157,3 @@ def test_bad_widths_are_rejected(kwargs, argument):
         arguments = {"in_channels": CHANNELS, "output_dim": DIM, "hidden_dim": HIDDEN, **kwargs}
         with pytest.raises(ValueError, match=argument):
             make_time_series_encoder(name, **arguments)
-
-
-@pytest.mark.parametrize("name", sorted(TIME_SERIES_ENCODERS))
-@pytest.mark.parametrize("spread", [40, 100_000], ids=["overlapping", "sparse"])
-def test_embed_rows_equals_forward_in_outputs_and_gradients(name, spread):
-    """Overlapping windows take the shared first layer of ConvolutionalEncoder, sparse ones one pass per window."""
-    from contrastive_seq.views.windows import gather_shared_rows, gather_windows
-
-    encoder = build(name, seed=3)
-    x = sequence(spread + 40, seed=4)
-    times = torch.randint(20, spread + 20, (64,), generator=torch.Generator().manual_seed(5))
-    left, right = encoder.left_context, encoder.right_context
-    rows, position = gather_shared_rows(x, times, left, right)
-    if spread == 40:  # fewer rows than first-layer outputs of one pass per window
-        assert rows.shape[0] < 64 * max(encoder.receptive_field - 1, 1)
-    weights = torch.randn(64, encoder.output_dim, generator=torch.Generator().manual_seed(6))
-
-    def output_and_gradients(embed):
-        encoder.zero_grad()
-        z = embed()
-        (z * weights).sum().backward()
-        return z.detach(), [p.grad.clone() for p in encoder.parameters()]
-
-    expected, expected_grads = output_and_gradients(lambda: encoder(gather_windows(x, times, left, right)))
-    got, got_grads = output_and_gradients(lambda: encoder.embed_rows(rows, position))
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
-    for g, e in zip(got_grads, expected_grads):
-        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
-
-
-def test_embed_rows_rejects_bad_layouts():
-    encoder = build("offset10")
-    with pytest.raises(ValueError, match="rows must have shape"):
-        encoder.embed_rows(torch.zeros(5, CHANNELS + 1), torch.zeros(2, 10, dtype=torch.long))
-    with pytest.raises(ValueError, match="position must be int64"):
-        encoder.embed_rows(torch.zeros(5, encoder.in_channels), torch.zeros(2, 9, dtype=torch.long))

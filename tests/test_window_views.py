@@ -121,27 +121,9 @@ def test_views_sized_for_an_encoder_feed_it():
     views = WindowViews.for_encoder(encoder)
     assert (views.left_context, views.right_context, views.window) == (5, 4, 10)
     sampler = ContinuousBehaviourSampler(torch.rand(200, 2, generator=gen(3)), left_context=5, right_context=4)
-    assert views.shared_rows  # the encoder takes the shared-rows layout
     batch = views(data, sampler.sample(8, gen(4)), gen())
-    assert encoder.embed_rows(batch["rows"], batch["reference_position"]).shape == (8, 3)
-    assert encoder.embed_rows(batch["rows"], batch["positive_position"][0]).shape == (8, 3)
-
-
-@pytest.mark.parametrize("on_disk", [False, True])
-def test_shared_rows_rebuild_the_same_windows(tmp_path, on_disk):
-    data = recording(300, 4)
-    if on_disk:
-        data = load_recording(save_recordings(tmp_path / "rec.h5", data), in_memory=False)
-    sampler = ContinuousBehaviourSampler(torch.rand(300, 2, generator=gen(3)), left_context=3, right_context=2)
-    pairs = sampler.sample(32, gen(4))
-    windows = WindowViews(3, 2)(data, pairs, gen())
-    shared = WindowViews(3, 2, shared_rows=True)(data, pairs, gen())
-    rows = shared["rows"]
-    assert rows.shape[0] < 3 * 32 * 6  # overlapping windows share rows
-    for name in ("reference", "positive", "negative"):
-        rebuilt = rows[shared[f"{name}_position"]].movedim(-1, -2)  # (..., W, C) -> (..., C, W)
-        torch.testing.assert_close(rebuilt, windows[name], rtol=0, atol=0)
-    torch.testing.assert_close(shared["index"], windows["index"])
+    assert encoder(batch["reference"]).shape == (8, 3)
+    assert encoder(batch["positive"][0]).shape == (8, 3)
 
 
 def test_batches_from_an_hdf5_file_in_dataloader_workers(tmp_path):
@@ -220,34 +202,3 @@ def test_multisession_views_refuse_batches_off_the_block_layout():
         views(sessions, PairIndex(reference[:4], reference[:4].unsqueeze(1)), gen())
     with pytest.raises(TypeError, match="dataset must be a MultiSessionRecording"):
         views(sessions[0], PairIndex(reference, reference.unsqueeze(1)), gen())
-
-
-@pytest.mark.parametrize("hybrid", [False, True])
-def test_cebra_step_is_the_same_on_shared_rows_and_on_windows(hybrid):
-    """The loss and every gradient of a CEBRA step do not depend on the batch layout."""
-    from contrastive_seq.estimator import cebra_loss
-    from contrastive_seq.methods.cebra import CEBRA
-    from contrastive_seq.sampling import HybridSampler
-
-    torch.manual_seed(0)
-    encoder = make_time_series_encoder("offset10", 5, 3, 8).double()
-    method = CEBRA(encoder, cebra_loss(), hybrid=hybrid)
-    data = recording(400, 5)
-    data.neural = data.neural.double()
-    sampler = ContinuousBehaviourSampler(torch.rand(400, 2, generator=gen(3)), left_context=5, right_context=4)
-    if hybrid:
-        sampler = HybridSampler(sampler, 10)
-    pairs = sampler.sample(64, gen(4))
-
-    def loss_and_gradients(views):
-        method.zero_grad()
-        loss = method.training_step(views(data, pairs, gen())).loss
-        loss.backward()
-        return loss.detach(), [p.grad.clone() for p in method.parameters() if p.grad is not None]
-
-    expected, expected_grads = loss_and_gradients(WindowViews(5, 4))
-    got, got_grads = loss_and_gradients(WindowViews.for_encoder(encoder))
-    torch.testing.assert_close(got, expected)
-    assert len(got_grads) == len(expected_grads) == len(list(encoder.parameters()))
-    for g, e in zip(got_grads, expected_grads):
-        torch.testing.assert_close(g, e)

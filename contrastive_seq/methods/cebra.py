@@ -9,6 +9,7 @@ of the denominator, as in CEBRA.
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 from torch import nn
 
 from contrastive_seq.losses.infonce import InfoNCE
@@ -20,9 +21,7 @@ class CEBRA(Method):
     """One encoder for reference, positive and negative windows; InfoNCE against shared negatives.
 
     Batch (from :class:`contrastive_seq.views.windows.WindowViews`):
-    ``{"reference": (N, C, W), "positive": (P, N, C, W), "negative": (M, C, W)}``, or in
-    the shared-rows layout ``{"rows": (U, C), "reference_position": (N, W),
-    "positive_position": (P, N, W), "negative_position": (M, W)}`` (the encoder's ``embed_rows``).
+    ``{"reference": (N, C, W), "positive": (P, N, C, W), "negative": (M, C, W)}``.
 
     With ``hybrid=False`` the loss uses positive column 0. With ``hybrid=True``
     the sampler's column 0 is the time positive and column 1 the behaviour
@@ -48,18 +47,15 @@ class CEBRA(Method):
             raise ValueError(f"behaviour_dimensions must lie in [1, {output_dim}], got {behaviour_dimensions}")
 
     def training_step(self, batch: dict[str, torch.Tensor]) -> LossOutput:  # noqa: D102
-        shared = "rows" in batch
-        suffix = "_position" if shared else ""
-        reference, positive, negative = (batch[name + suffix] for name in ("reference", "positive", "negative"))
+        reference, positive, negative = batch["reference"], batch["positive"], batch["negative"]
         needed = 2 if self.hybrid else 1
-        if positive.dim() != (3 if shared else 4) or positive.shape[0] < needed:
-            layout = "(P >= {}, N, W)" if shared else "(P >= {}, N, C, W)"
+        if positive.dim() != 4 or positive.shape[0] < needed:
             raise ValueError(
-                f"batch['positive{suffix}'] must have shape {layout.format(needed)}, got {tuple(positive.shape)}"
+                f"batch['positive'] must have shape (P >= {needed}, N, C, W), got {tuple(positive.shape)}"
             )
         n = reference.shape[0]
-        inputs = torch.cat([reference, positive[:needed].flatten(0, 1), negative])
-        z = self.encoder.embed_rows(batch["rows"], inputs) if shared else self.encoder(inputs)
+        windows = torch.cat([reference, rearrange(positive[:needed], "p n c w -> (p n) c w"), negative])
+        z = self.encoder(windows)
         z_ref, z_pos, z_neg = z[:n], z[n : n + needed * n], z[n + needed * n :]
         if not self.hybrid:
             return self.loss(z_ref, z_pos, z_neg)

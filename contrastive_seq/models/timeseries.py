@@ -115,29 +115,6 @@ class TimeSeriesEncoder(nn.Module):
         padded = F.pad(rearrange(x, "t c -> 1 c t"), (self.left_context, self.right_context), mode="replicate")
         return rearrange(self._valid_pass(padded), "1 d t -> t d")
 
-    def embed_rows(self, rows: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
-        """Embed windows given as rows they share: ``rows (U, in_channels)``, ``position (N, receptive_field)``.
-
-        Window ``i`` is ``rows[position[i]]`` (time along the second axis), so the result
-        ``(N, output_dim)`` equals :meth:`forward` on ``rearrange(rows[position], "n w c -> n c w")``
-        (outputs and gradients, to float rounding). Windows of one batch overlap; an encoder that
-        can share work between them overrides this.
-        """
-        return self(rearrange(self._checked_rows(rows, position)[position], "n w c -> n c w"))
-
-    def _checked_rows(self, rows: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
-        _check_float_tensor("rows", rows)
-        if rows.dim() != 2 or rows.shape[1] != self.in_channels:
-            raise ValueError(
-                f"rows must have shape (U, {self.in_channels}) (rows, in_channels), got {tuple(rows.shape)}"
-            )
-        if position.dtype != torch.long or position.dim() != 2 or position.shape[1] != self.receptive_field:
-            raise ValueError(
-                f"position must be int64 of shape (N, {self.receptive_field}) (windows, receptive_field), "
-                f"got {position.dtype} {tuple(position.shape)}"
-            )
-        return rows
-
 
 class _CroppedResidual(nn.Module):
     """``x[..., crop] + GELU(conv(x))`` for a valid convolution that shortens time by ``kernel_size - 1``.
@@ -203,27 +180,6 @@ class ConvolutionalEncoder(TimeSeriesEncoder):
         )
         receptive_field = 1 + (first_kernel - 1) + residual_blocks * (self.RESIDUAL_KERNEL - 1) + (last_kernel - 1)
         super().__init__(network, receptive_field, in_channels, output_dim, normalize)
-
-    def embed_rows(self, rows: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
-        """:meth:`TimeSeriesEncoder.embed_rows`, with the first convolution done once per shared row.
-
-        The first layer is linear in its input, ``h[t] = b + Σ_j W_j x[t + j]``, so each of the U rows
-        is projected once by every tap, ``P = rows @ [W_0 ... W_{k-1}]`` (U·C·k·H multiply-adds), and
-        a window's first-layer output is a sum of gathered rows of P. One pass per window costs
-        N·(W - k + 1)·C·k·H instead; the cheaper of the two is taken. The layers after the first run
-        per window either way. Exact: the same outputs and gradients as :meth:`forward`.
-        """
-        rows = self._checked_rows(rows, position)
-        first = self.network[0]
-        kernel = first.kernel_size[0]
-        steps = self.receptive_field - kernel + 1
-        if rows.shape[0] >= position.shape[0] * steps:
-            return super().embed_rows(rows, position)
-        taps = rearrange(rows @ rearrange(first.weight, "h c k -> c (k h)"), "u (k h) -> k u h", k=kernel)
-        h = first.bias + sum(taps[j].index_select(0, position[:, j : j + steps].reshape(-1)) for j in range(kernel))
-        h = rearrange(h, "(n t) h -> n h t", t=steps).contiguous()  # contiguous: oneDNN's fast layout
-        z = self.network[1:](h)
-        return rearrange(F.normalize(z, dim=1) if self.normalize else z, "n d 1 -> n d")
 
 
 class _PointwiseMLP(nn.Module):

@@ -37,23 +37,10 @@ def gather_windows(
     if isinstance(neural, torch.Tensor):
         every_window = neural.unfold(0, width, 1)  # (T - W + 1, channels, W), a view
         return every_window[times - left_context]
-    block, position = gather_shared_rows(neural, times, left_context, right_context)
+    rows = times.unsqueeze(1) + torch.arange(-left_context, right_context + 1)  # (n, W)
+    unique_rows, position = torch.unique(rows, sorted=True, return_inverse=True)
+    block = neural.read_rows(unique_rows.numpy().astype(np.int64))  # (u, channels)
     return rearrange(block[position], "n w c -> n c w")
-
-
-def gather_shared_rows(
-    neural: torch.Tensor | RowReader, times: torch.Tensor, left_context: int, right_context: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The distinct rows that the windows around ``times (n,)`` cover, read once, and where each window finds them.
-
-    Returns ``(rows (U, channels) float32, position (n, W) int64)``: window ``i`` is
-    ``rows[position[i]]`` (time along the second axis); rows are sorted by time.
-    """
-    needed = times.unsqueeze(1) + torch.arange(-left_context, right_context + 1)  # (n, W)
-    unique_rows, position = torch.unique(needed, sorted=True, return_inverse=True)
-    if isinstance(neural, torch.Tensor):
-        return neural[unique_rows], position
-    return neural.read_rows(unique_rows.numpy().astype(np.int64)), position
 
 
 def gather_window_groups(
@@ -110,32 +97,9 @@ class WindowViews(_WindowViewsBase):
     generator is unused (windows are deterministic). Indices whose window
     leaves the recording are an error.
 
-    With ``shared_rows=True`` the windows are not copied out one by one: the
-    batch holds the distinct rows they cover, read once, and each window's
-    positions in them (an encoder's ``embed_rows`` takes this layout and can
-    share work between overlapping windows)::
-
-        {"rows":              (U, C),
-         "reference_position": (N, W),   # window of reference i = rows[reference_position[i]]
-         "positive_position":  (P, N, W),
-         "negative_position":  (M, W),
-         "index", "labels"}              # as above
-
     Args:
         left_context, right_context: the encoder's margins; W = left + right + 1.
-        shared_rows: give the shared-rows layout instead of windows.
     """
-
-    def __init__(self, left_context: int = 0, right_context: int = 0, shared_rows: bool = False):
-        super().__init__(left_context, right_context)
-        if not isinstance(shared_rows, bool):
-            raise TypeError(f"shared_rows must be a bool, got {type(shared_rows).__name__}")
-        self.shared_rows = shared_rows
-
-    @classmethod
-    def for_encoder(cls, encoder: object) -> WindowViews:
-        """Views with ``encoder``'s margins, in the shared-rows layout when it has ``embed_rows``."""
-        return cls(encoder.left_context, encoder.right_context, shared_rows=hasattr(encoder, "embed_rows"))
 
     def __call__(  # noqa: D102
         self, dataset: Recording, pairs: PairIndex, generator: torch.Generator
@@ -147,18 +111,8 @@ class WindowViews(_WindowViewsBase):
             groups["negative"] = pairs.negative
         for name, times in groups.items():
             check_times(f"pairs.{name}", times, len(dataset), self.left_context, self.right_context)
-        if self.shared_rows:
-            flat = torch.cat([times.reshape(-1) for times in groups.values()])
-            rows, position = gather_shared_rows(dataset.neural, flat, self.left_context, self.right_context)
-            pieces = position.split([times.numel() for times in groups.values()])
-            batch = {"rows": rows}
-            for (name, times), piece in zip(groups.items(), pieces):
-                batch[f"{name}_position"] = piece.reshape(*times.shape, self.window)
-        else:
-            windows = gather_window_groups(
-                dataset.neural, list(groups.values()), self.left_context, self.right_context
-            )
-            batch = dict(zip(groups, windows))
+        windows = gather_window_groups(dataset.neural, list(groups.values()), self.left_context, self.right_context)
+        batch = dict(zip(groups, windows))
         batch["index"] = pairs.reference
         if pairs.labels is not None:
             batch["labels"] = pairs.labels
