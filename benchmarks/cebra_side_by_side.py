@@ -1,7 +1,7 @@
 """ContrastiveEmbedding against CEBRA 0.6.1 on the same synthetic place cells, on the CPU.
 
 Both sides get the same data (:func:`contrastive_seq.data.synthetic.synthetic_place_cells`,
-40 neurons, behaviour = position and run direction as continuous labels),
+40 neurons by default (``--neurons``), behaviour = position and run direction as continuous labels),
 the same architecture size (10-sample receptive field, 32 hidden channels,
 3-D output on the sphere: ``offset10`` / ``offset10-model``), the same
 pairing (CEBRA-Behaviour, ``time_delta`` conditional, ``time_offsets=10``,
@@ -51,7 +51,7 @@ from contrastive_seq.data.synthetic import synthetic_place_cells
 from contrastive_seq.evaluation.decoding import knn_regression_scores
 from contrastive_seq.experiments.timeseries import split_in_time
 
-NEURONS, BATCH, HIDDEN, OUTPUT, OFFSET, LR, TEMPERATURE = 40, 512, 32, 3, 10, 3e-4, 1.0
+BATCH, HIDDEN, OUTPUT, OFFSET, LR, TEMPERATURE = 512, 32, 3, 10, 3e-4, 1.0
 TRACK_M, KNN_K, TEST_FRACTION = 1.6, 10, 0.2
 
 
@@ -119,9 +119,11 @@ def position_scores(model: object, train: tuple[np.ndarray, np.ndarray], test: t
     return {"median_error_m": scores["median_absolute_error"] * TRACK_M, "r2": scores["r2"]}
 
 
-def compare(length: int, short: dict[str, int], long: dict[str, int], decode: bool, seed: int) -> dict[str, dict]:
+def compare(
+    length: int, neurons: int, short: dict[str, int], long: dict[str, int], decode: bool, seed: int
+) -> dict[str, dict]:
     """Seconds per step of both sides at T = ``length`` (and decoding after the long fits when ``decode``)."""
-    recording = synthetic_place_cells(num_neurons=NEURONS, num_timepoints=length, seed=seed)
+    recording = synthetic_place_cells(num_neurons=neurons, num_timepoints=length, seed=seed)
     if decode:
         train_part, test_part = split_in_time(recording, TEST_FRACTION)
     else:
@@ -143,9 +145,9 @@ def compare(length: int, short: dict[str, int], long: dict[str, int], decode: bo
     return rows
 
 
-def warm_up(seed: int) -> None:
+def warm_up(neurons: int, seed: int) -> None:
     """A few steps of both sides on small data, so that one-time costs (lazy imports) fall outside the timed fits."""
-    recording = synthetic_place_cells(num_neurons=NEURONS, num_timepoints=2_000, seed=seed)
+    recording = synthetic_place_cells(num_neurons=neurons, num_timepoints=2_000, seed=seed)
     for build in (ours, theirs, drop_in):
         build(3, seed).fit(recording.neural.numpy(), recording.continuous.numpy())
 
@@ -159,16 +161,17 @@ def main() -> None:
     parser.add_argument("--large-cebra-steps", type=int, nargs=2, default=[2, 6], metavar=("N1", "N2"),
                         help="CEBRA's short and long fits at T > 10^4")
     parser.add_argument("--threads", type=int, default=1, help="torch threads, the same for both sides")
+    parser.add_argument("--neurons", type=int, default=40, help="neurons of the synthetic recording")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"cebra {cebra.__version__}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
-          f"batch {BATCH}, offset10 / {HIDDEN} hidden / {OUTPUT}-D, {NEURONS} neurons")
+          f"batch {BATCH}, offset10 / {HIDDEN} hidden / {OUTPUT}-D, {args.neurons} neurons")
     header = (f"{'T':>9}  {'side':<6} {'steps (n1, n2)':<15} {'CPU s/step':>10} {'wall s/step':>11} {'it/s':>7}"
               f" {'ours/cebra it/s':>16}"
               f" {'median pos. error (m)':>22} {'pos. R2':>8}")
     print(header)
-    warm_up(args.seed)
+    warm_up(args.neurons, args.seed)
     ours_seconds = {}
     for length in args.lengths:
         decode = length == min(args.lengths)
@@ -178,7 +181,7 @@ def main() -> None:
         short = {"ours": args.short_steps,
                  "cebra": args.short_steps if small else args.large_cebra_steps[0]}
         long["drop-in"], short["drop-in"] = long["ours"], short["ours"]
-        rows = compare(length, short, long, decode, args.seed)
+        rows = compare(length, args.neurons, short, long, decode, args.seed)
         ratio = rows["cebra"]["s_per_step"] / rows["ours"]["s_per_step"]
         ours_seconds[length] = rows["ours"]["s_per_step"]
         for side, row in rows.items():

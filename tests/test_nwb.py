@@ -1,0 +1,118 @@
+"""NWB files written with pynwb: units binned, a fluorescence series, behaviour interpolated, trials as segments."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+
+pynwb = pytest.importorskip("pynwb")
+
+from pynwb.behavior import Position, SpatialSeries  # noqa: E402
+from pynwb.ophys import Fluorescence, RoiResponseSeries  # noqa: E402
+
+from contrastive_seq.data.nwb import load_nwb, read_nwb  # noqa: E402
+
+SPIKES = [np.array([0.05, 0.12, 0.13, 0.95]), np.array([0.5, 0.51]), np.array([1.93])]
+
+
+@pytest.fixture(scope="module")
+def nwb_path(tmp_path_factory):
+    """Three units, 20 Hz position ramping 0 -> 1.9 over 0..1.9 s, 10 Hz two-ROI fluorescence, three trials."""
+    nwbfile = pynwb.NWBFile(
+        session_description="test", identifier="session-1", session_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc)
+    )
+    nwbfile.session_id = "session-1"
+    for train in SPIKES:
+        nwbfile.add_unit(spike_times=train)
+    times = np.arange(0, 2.0, 0.05)
+    position = SpatialSeries(
+        name="position", data=np.stack([times, 2 * times], 1), reference_frame="track", timestamps=times
+    )
+    nwbfile.create_processing_module(name="behavior", description="behaviour").add(Position(spatial_series=position))
+    ophys = nwbfile.create_processing_module(name="ophys", description="optical physiology")
+    device = nwbfile.create_device(name="microscope")
+    plane = _imaging_plane(nwbfile, device)
+    table = _plane_segmentation(ophys, plane)
+    rois = table.create_roi_table_region(description="both", region=[0, 1])
+    dff = np.arange(40, dtype=float).reshape(20, 2)
+    series = RoiResponseSeries(
+        name="RoiResponseSeries", data=dff, rois=rois, unit="n.a.", rate=10.0
+    )
+    ophys.add(Fluorescence(roi_response_series=series))
+    nwbfile.add_trial_column(name="kind", description="trial kind")
+    for begin, end, kind in [(0.0, 0.6, "left"), (0.6, 1.2, "right"), (1.4, 2.0, "left")]:
+        nwbfile.add_trial(start_time=begin, stop_time=end, kind=kind)
+    path = tmp_path_factory.mktemp("nwb") / "session.nwb"
+    with pynwb.NWBHDF5IO(str(path), "w") as io:
+        io.write(nwbfile)
+    return path
+
+
+def _imaging_plane(nwbfile, device):
+    from pynwb.ophys import OpticalChannel
+
+    channel = OpticalChannel(name="green", description="green", emission_lambda=520.0)
+    return nwbfile.create_imaging_plane(
+        name="plane", optical_channel=channel, description="plane", device=device,
+        excitation_lambda=600.0, imaging_rate=10.0, indicator="GCaMP", location="CA1",
+    )
+
+
+def _plane_segmentation(ophys, plane):
+    from pynwb.ophys import ImageSegmentation
+
+    segmentation = ImageSegmentation()
+    ophys.add(segmentation)
+    table = segmentation.create_plane_segmentation(description="rois", imaging_plane=plane, name="PlaneSegmentation")
+    for roi in range(2):
+        mask = np.zeros((4, 4))
+        mask[roi, roi] = 1
+        table.add_roi(image_mask=mask)
+    return table
+
+
+def test_units_binned_with_behaviour_and_trials(nwb_path):
+    session = read_nwb(nwb_path, "units", behaviour="position", bin_width=0.1, discrete="kind")
+    recording = session.recording
+    # 19 bins from the first spike (0.05 s) to the last behaviour sample (1.95 s)
+    edges = 0.05 + 0.1 * np.arange(20)
+    expected = np.stack([np.histogram(train, edges)[0] for train in SPIKES], 1)
+    np.testing.assert_array_equal(recording.neural.numpy(), expected)
+    assert recording.neural.numpy().sum(0).tolist() == [4, 2, 1]
+    centres = (edges[:-1] + edges[1:]) / 2
+    np.testing.assert_allclose(session.bin_times, centres)
+    np.testing.assert_allclose(recording.continuous.numpy(), np.stack([centres, 2 * centres], 1), atol=1e-6)
+    trial = np.where(centres < 0.6, 0, np.where(centres < 1.2, 1, np.where(centres >= 1.4, 2, -1)))
+    np.testing.assert_array_equal(session.trial, trial)
+    np.testing.assert_array_equal(recording.discrete.numpy(), np.where(trial == 1, 1, np.where(trial < 0, -1, 0)))
+    assert recording.name == "session-1"
+
+
+def test_fluorescence_series_keeps_its_sampling(nwb_path):
+    recording = load_nwb(nwb_path, "Fluorescence/RoiResponseSeries", behaviour=["position"], start=0.35)
+    np.testing.assert_array_equal(recording.neural.numpy(), np.arange(40, dtype=np.float32).reshape(20, 2)[4:])
+    np.testing.assert_allclose(recording.continuous.numpy()[:, 0], np.arange(4, 20) * 0.1, atol=1e-6)
+    assert recording.discrete is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"neural": "units"}, "bin_width must be a positive number"),
+        ({"neural": "units", "bin_width": 0.1, "behaviour": "speed"}, "behaviour='speed' names no time series"),
+        ({"neural": "calcium"}, "neural='calcium' names no time series"),
+        ({"neural": "RoiResponseSeries", "bin_width": 0.1}, "bin_width applies to neural='units' only"),
+        ({"neural": "units", "bin_width": 0.1, "discrete": "side"}, "discrete='side' is not a trials column"),
+        ({"neural": "units", "bin_width": 0.1, "start": 5.0}, "no time left"),
+    ],
+)
+def test_bad_arguments_are_named(nwb_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        load_nwb(nwb_path, **kwargs)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="path"):
+        load_nwb(tmp_path / "absent.nwb", bin_width=0.1)
