@@ -86,6 +86,7 @@ def test_units_binned_with_behaviour_and_trials(nwb_path):
     np.testing.assert_allclose(recording.continuous.numpy(), np.stack([centres, 2 * centres], 1), atol=1e-6)
     trial = np.where(centres < 0.6, 0, np.where(centres < 1.2, 1, np.where(centres >= 1.4, 2, -1)))
     np.testing.assert_array_equal(session.trial, trial)
+    np.testing.assert_array_equal(session.recording.segments.numpy(), trial)  # trials are the segments
     np.testing.assert_array_equal(recording.discrete.numpy(), np.where(trial == 1, 1, np.where(trial < 0, -1, 0)))
     assert recording.name == "session-1"
 

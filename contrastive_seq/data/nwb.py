@@ -199,9 +199,11 @@ def read_nwb(
             columns = [np.interp(bin_times, times, column) for times, samples in behaviours for column in samples.T]
             continuous = np.stack(columns, 1).astype(np.float32)
         trial = _trial_index(nwbfile, bin_times)
+        nwbfile_has_trials = nwbfile.trials is not None
         labels = None if discrete is None else _trial_labels(nwbfile, discrete, trial)
         name = nwbfile.session_id or "session0"
-    recording = Recording(values, continuous, labels, name=name.replace("/", "_"))
+    segments = trial if nwbfile_has_trials else None  # no window or positive crosses a trial boundary
+    recording = Recording(values, continuous, labels, name=name.replace("/", "_"), segments=segments)
     return NWBSession(recording, bin_times, trial)
 
 
@@ -214,5 +216,5 @@ def load_nwb(
     start: float | None = None,
     stop: float | None = None,
 ) -> Recording:
-    """The :class:`Recording` of :func:`read_nwb` (same arguments); its bin times and trials are dropped."""
+    """The :class:`Recording` of :func:`read_nwb` (same arguments), trials as its segments; bin times are dropped."""
     return read_nwb(path, neural, behaviour, bin_width, discrete, start, stop).recording
