@@ -58,6 +58,23 @@ class ParamGroup:
         return parameter_name.startswith(self.prefixes)
 
 
+def check_freeze_steps(name: str, value: object) -> int:
+    """``value``, the number of first steps a part of a method stays frozen, checked: a non-negative int.
+
+    Raises:
+        ValueError: naming ``name`` when ``value`` is not an int >= 0.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    return value
+
+
+def drop_gradients(module: nn.Module) -> None:
+    """Clear ``module``'s gradients in :meth:`Method.before_optimizer_step`: this optimiser step leaves it as it is."""
+    for parameter in module.parameters():
+        parameter.grad = None
+
+
 def _positive(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 

@@ -7,7 +7,7 @@ from torch import nn
 
 from contrastive_seq.losses.dino import DINOLoss
 from contrastive_seq.losses.output import LossOutput
-from contrastive_seq.methods.base import Method
+from contrastive_seq.methods.base import Method, check_freeze_steps, drop_gradients
 from contrastive_seq.models.backbones import encode_views
 from contrastive_seq.models.ema import EMACopy
 from contrastive_seq.views.image import check_image_views
@@ -50,11 +50,7 @@ class DINO(Method):
         freeze_last_layer_steps: int = 0,
     ):
         super().__init__()
-        if isinstance(freeze_last_layer_steps, bool) or not isinstance(freeze_last_layer_steps, int) or (
-            freeze_last_layer_steps < 0
-        ):
-            raise ValueError(f"freeze_last_layer_steps must be a non-negative int, got {freeze_last_layer_steps!r}")
-        self.freeze_last_layer_steps = freeze_last_layer_steps
+        self.freeze_last_layer_steps = check_freeze_steps("freeze_last_layer_steps", freeze_last_layer_steps)
         self.student = nn.Sequential(encoder, head)
         self.teacher = EMACopy(self.student, base_momentum, final_momentum, momentum_steps)
         self.loss = loss
@@ -78,8 +74,7 @@ class DINO(Method):
         """No update of the head's last layer during the first ``freeze_last_layer_steps`` steps."""
         last_layer = getattr(self.student[1], "last_layer", None)
         if step < self.freeze_last_layer_steps and last_layer is not None:
-            for parameter in last_layer.parameters():
-                parameter.grad = None
+            drop_gradients(last_layer)
 
     def after_step(self, step: int) -> None:
         """Move the teacher towards the student; count the step for the teacher temperature."""

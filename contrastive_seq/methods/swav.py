@@ -8,7 +8,7 @@ from torch import nn
 
 from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.losses.swav import SwAVLoss
-from contrastive_seq.methods.base import Method
+from contrastive_seq.methods.base import Method, check_freeze_steps, drop_gradients
 from contrastive_seq.models.backbones import encode_views
 from contrastive_seq.models.heads import Prototypes
 from contrastive_seq.models.queue import KeyQueue
@@ -55,14 +55,10 @@ class SwAV(Method):
         global_crops: int = 2,
     ):
         super().__init__()
-        if isinstance(freeze_prototypes_steps, bool) or not isinstance(freeze_prototypes_steps, int) or (
-            freeze_prototypes_steps < 0
-        ):
-            raise ValueError(f"freeze_prototypes_steps must be a non-negative int, got {freeze_prototypes_steps!r}")
         self.online = nn.Sequential(encoder, projector)
         self.prototypes = prototypes
         self.loss = loss if loss is not None else SwAVLoss()
-        self.freeze_prototypes_steps = freeze_prototypes_steps
+        self.freeze_prototypes_steps = check_freeze_steps("freeze_prototypes_steps", freeze_prototypes_steps)
         self.queues = None
         if queue_size is not None:
             self.queues = nn.ModuleList(KeyQueue(queue_size, projector.output_dim) for _ in range(global_crops))
@@ -103,7 +99,7 @@ class SwAV(Method):
     def before_optimizer_step(self, step: int) -> None:
         """No prototype update during the first ``freeze_prototypes_steps`` steps."""
         if step < self.freeze_prototypes_steps:
-            self.prototypes.weight.grad = None
+            drop_gradients(self.prototypes)
 
     def after_step(self, step: int) -> None:
         """Put this step's global-crop embeddings (this rank's) into the queues."""
