@@ -182,7 +182,6 @@ def main() -> None:
                  "cebra": args.short_steps if small else args.large_cebra_steps[0]}
         long["drop-in"], short["drop-in"] = long["ours"], short["ours"]
         rows = compare(length, args.neurons, short, long, decode, args.seed)
-        ratio = rows["cebra"]["s_per_step"] / rows["ours"]["s_per_step"]
         ours_seconds[length] = rows["ours"]["s_per_step"]
         for side, row in rows.items():
             error = f"{row['median_error_m']:.4f}" if decode else "-"

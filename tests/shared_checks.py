@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+import time
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
+import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -112,3 +115,18 @@ def assert_ranks_match_one_process(
                     atol=tolerance,
                     msg=f"{case}: grad of {name}, rank {r}",
                 )
+
+
+#: how long a test's ranks may take: generous, since spawned ranks import torch and more while other work loads
+#: the cores (a 2-rank Trainer test took 88 s of a former 90 s limit on a busy 2-core machine); a hang still ends
+RANK_TIMEOUT_S = 600
+
+
+def join_ranks(context: mp.ProcessContext, timeout: float = RANK_TIMEOUT_S) -> None:
+    """Wait for the ranks of ``mp.spawn(..., join=False)``; kill them and fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"the {len(context.processes)}-process run did not finish in {timeout:.0f} s")

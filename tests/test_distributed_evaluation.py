@@ -10,14 +10,13 @@ each shared among the ranks).
 from __future__ import annotations
 
 import socket
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from shared_checks import leaving_process_group
+from shared_checks import join_ranks, leaving_process_group
 from torch import nn
 
 from contrastive_seq.data.arrays import ArrayDataset
@@ -87,12 +86,7 @@ def rank_results(tmp_path_factory):
     output = tmp_path_factory.mktemp("evaluation_ddp")
     # forked, not spawned: the ranks need not import torch, open_clip and sklearn again (3 s instead of 74 s, shared machine)
     context = mp.start_processes(_worker, args=(_free_port(), output), nprocs=WORLD, join=False, start_method="fork")
-    deadline = time.monotonic() + 120
-    while not context.join(timeout=1):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("the 2-process run did not finish in 120 s")
+    join_ranks(context)
     return [torch.load(output / f"rank{rank}.pt", weights_only=True) for rank in range(WORLD)]
 
 

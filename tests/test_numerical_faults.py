@@ -6,7 +6,6 @@ import json
 import os
 import re
 import socket
-import time
 import warnings
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from shared_checks import leaving_process_group
+from shared_checks import join_ranks, leaving_process_group
 from torch import nn
 
 from contrastive_seq.data import ArrayDataset
@@ -196,12 +195,7 @@ def _skip_worker(rank: int, port: int, output: Path) -> None:
 
 def test_a_nan_on_one_rank_is_skipped_by_every_rank(tmp_path):
     context = mp.spawn(_skip_worker, args=(_free_port(), tmp_path), nprocs=2, join=False)
-    deadline = time.monotonic() + 90
-    while not context.join(timeout=1):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("the 2-process run did not finish in 90 s")
+    join_ranks(context)
     results = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in range(2)]
     for result in results:
         assert result["steps"] == [0, 1, 3, 4] and result["skipped"] == 1

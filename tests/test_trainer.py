@@ -9,7 +9,6 @@ import os
 import random
 import re
 import socket
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from shared_checks import leaving_process_group
+from shared_checks import join_ranks, leaving_process_group
 from torch import nn
 
 from contrastive_seq.data import ArrayDataset
@@ -490,12 +489,7 @@ def _ddp_worker(rank: int, port: int, output_dir: Path, steps: int, batch_size: 
 def test_two_gloo_processes_match_one_process_with_twice_the_batch(tmp_path):
     steps, batch_size = 5, 8
     context = mp.spawn(_ddp_worker, args=(_free_port(), tmp_path, steps, batch_size), nprocs=2, join=False)
-    deadline = time.monotonic() + 90
-    while not context.join(timeout=1):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("the 2-process run did not finish in 90 s")
+    join_ranks(context)
 
     single = make_trainer(noise=False, max_steps=steps, batch_size=2 * batch_size, log_every=1, output_dir=tmp_path)
     single.fit()

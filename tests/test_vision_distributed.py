@@ -12,14 +12,13 @@ whole global batch in the same order.
 from __future__ import annotations
 
 import socket
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from shared_checks import leaving_process_group
+from shared_checks import join_ranks, leaving_process_group
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -89,12 +88,7 @@ def _worker(rank: int, port: int, output: Path) -> None:
 def rank_results(tmp_path_factory):
     output = tmp_path_factory.mktemp("moco_ddp")
     context = mp.spawn(_worker, args=(_free_port(), output), nprocs=WORLD, join=False)
-    deadline = time.monotonic() + 120
-    while not context.join(timeout=1):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("the 2-process run did not finish in 120 s")
+    join_ranks(context)
     return [torch.load(output / f"rank{rank}.pt", weights_only=True) for rank in range(WORLD)]
 
 
