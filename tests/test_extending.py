@@ -121,7 +121,7 @@ def test_the_neighbour_sampler_draws_by_its_definition(page):
         assert positive in sampler.table[reference].tolist()
     again = sampler.sample(25, torch.Generator().manual_seed(3))
     assert torch.equal(pairs.reference, again.reference) and torch.equal(pairs.positive, again.positive)
-    with pytest.raises(ValueError, match="batch_size=31 exceeds the 30 samples"):
+    with pytest.raises(ValueError, match="batch_size=31 exceeds the 30 samples available without replacement"):
         sampler.sample(31, torch.Generator())
     with pytest.raises(ValueError, match=r"table must hold indices in \[0, 2\)"):
         page.NeighbourSampler(torch.tensor([[1], [2]]))
