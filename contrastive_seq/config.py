@@ -47,6 +47,13 @@ class Variants:
 
         return add
 
+    @classmethod
+    def unregister(cls, name: str) -> None:
+        """Remove the variant ``name`` (a test's own variant, so that it does not outlive the test)."""
+        if name not in cls.variants:
+            raise KeyError(f"{cls.__name__} has no variant {name!r}; registered: {sorted(cls.variants)}")
+        del cls.variants[name]
+
 
 def _describe(value: object) -> str:
     return f"{value!r} ({type(value).__name__})"
