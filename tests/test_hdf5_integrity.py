@@ -109,7 +109,8 @@ def speech_file(tmp_path_factory) -> Path:
 def image_text_file(tmp_path_factory) -> Path:
     images = torch.arange(3 * 3 * 8 * 8, dtype=torch.uint8).reshape(3, 3, 8, 8)
     captions = ["a red square", "ein grünes Quadrat", "a blue square", "another red one"]
-    dataset = ImageTextDataset(images, captions, torch.tensor([0, 1, 2, 0]), torch.tensor([0, 1, 2]), ["r", "g", "b"], torch.tensor([0, 0, 1]))
+    caption_image, labels, groups = torch.tensor([0, 1, 2, 0]), torch.tensor([0, 1, 2]), torch.tensor([0, 0, 1])
+    dataset = ImageTextDataset(images, captions, caption_image, labels, ["r", "g", "b"], groups)
     path = tmp_path_factory.mktemp("image_text") / "pairs.h5"
     save_image_text_hdf5(path, dataset)
     return path
@@ -149,7 +150,8 @@ def test_files_written_before_checksums_still_load(tmp_path):
     """The earlier layouts: string datasets for utterance ids and captions, no filters."""
     speech = tmp_path / "speech.h5"
     with h5py.File(speech, "w") as file:
-        file.attrs.update(format="contrastive_seq.speech", format_version=1, sample_rate=16000, speaker_names=["a"], phone_names=["sil"])
+        file.attrs.update(format="contrastive_seq.speech", format_version=1, sample_rate=16000)
+        file.attrs.update(speaker_names=["a"], phone_names=["sil"])
         file["audio"] = np.zeros(10, np.float32)
         file["offsets"] = np.array([0, 10])
         file["speaker"] = np.zeros(1, np.int64)

@@ -357,7 +357,8 @@ def save_speech_corpus(
         write_strings(file, "utterance", list(utterance_ids))
         counts = [len(p.id) for p in phones]
         group = file.create_group("phones")
-        create_checked_dataset(group, "offsets", data=np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64))
+        phone_offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
+        create_checked_dataset(group, "offsets", data=phone_offsets)
         for field in ("start", "end", "id"):
             values = [getattr(p, field) for p in phones]
             create_checked_dataset(group, field, data=torch.cat(values).numpy() if values else np.zeros(0, np.int64))

@@ -113,7 +113,8 @@ def read_strings(group: h5py.Group, name: str, where: str) -> list[str]:
     """
     value = member(group, name, where)
     if isinstance(value, h5py.Dataset):
-        return [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in read_dataset(group, name, where, 1, "SOU")]
+        stored = read_dataset(group, name, where, ndim=1, kinds="SOU")
+        return [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in stored]
     if not isinstance(value, h5py.Group):
         raise ValueError(f"{where} has no strings {name!r} (a group holding 'bytes' and 'offsets')")
     inside = f"{where}/{name}"
