@@ -116,7 +116,7 @@ def test_a_batch_that_cannot_fit_names_batch_size_before_allocating_it(monkeypat
             LinearInfoNCE(4),
             TrainerConfig(batch_size=batch_size, device="cpu", progress=False),
             ArrayDataset(inputs),
-            AugmentationSampler(64),
+            AugmentationSampler(64, replacement=True),  # without replacement, 64 samples refuse a larger batch first
             TransformedViews(jitter),
         )
 

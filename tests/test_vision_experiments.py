@@ -154,3 +154,10 @@ def test_bad_vision_config_values_name_the_key(override, key, fashion_root):
     config_name = "supcon" if "sampler" in override else "moco" if "queue" in override else "byol"
     with pytest.raises((ConfigError, ValueError), match=key):
         build_experiment(load_experiment_config(CONFIGS / f"{config_name}_fashion_mnist.yaml", [*tiny(fashion_root), override]))
+
+
+def test_cli_refuses_a_batch_larger_than_the_data_in_one_line(fashion_root, tmp_path, capsys):
+    overrides = [*tiny(fashion_root), f"train.output_dir={tmp_path}", "train.batch_size=5000"]
+    assert main(["train", str(CONFIGS / "simclr_fashion_mnist.yaml"), *overrides]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "batch_size=5,000 is larger than the 60 training samples" in error, error

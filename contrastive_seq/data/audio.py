@@ -12,9 +12,12 @@ Speech corpus layout in HDF5 (format ``contrastive_seq.speech``, version 1)::
     /audio                 (total_samples,) float32, the utterances concatenated
     /offsets               (utterances + 1,) int64, utterance u is audio[offsets[u]:offsets[u+1]]
     /speaker               (utterances,) int64, index into speaker_names
-    /utterance             (utterances,) str, utterance ids
+    /utterance/bytes, /utterance/offsets   utterance ids, UTF-8 (see ``write_strings``; older files: a str dataset)
     /phones/start, /phones/end, /phones/id   (segments,) int64, sample positions inside the utterance
     /phones/offsets        (utterances + 1,) int64, utterance u owns segments offsets[u]:offsets[u+1]
+
+Every dataset carries a Fletcher-32 checksum (files written before it still
+load); a damaged member is a ``ValueError`` naming the file and member.
 """
 
 from __future__ import annotations
@@ -31,7 +34,15 @@ import soundfile
 import torch
 import torchaudio
 
-from contrastive_seq.data.hdf5 import open_for_reading, read_dataset, write_hdf5_atomically
+from contrastive_seq.data.hdf5 import (
+    create_checked_dataset,
+    member,
+    open_for_reading,
+    read_dataset,
+    read_strings,
+    write_hdf5_atomically,
+    write_strings,
+)
 
 SPEECH_FORMAT = "contrastive_seq.speech"
 SPEECH_FORMAT_VERSION = 1
@@ -340,16 +351,17 @@ def save_speech_corpus(
             speaker_names=list(speaker_names),
             phone_names=list(phone_names),
         )
-        file["audio"] = dataset.values[:, 0].numpy()
-        file["offsets"] = dataset.offsets.numpy()
-        file["speaker"] = dataset.speakers.numpy()
-        file["utterance"] = np.array(list(utterance_ids), dtype=h5py.string_dtype())
+        create_checked_dataset(file, "audio", data=dataset.values[:, 0].numpy())
+        create_checked_dataset(file, "offsets", data=dataset.offsets.numpy())
+        create_checked_dataset(file, "speaker", data=dataset.speakers.numpy())
+        write_strings(file, "utterance", list(utterance_ids))
         counts = [len(p.id) for p in phones]
         group = file.create_group("phones")
-        group["offsets"] = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
+        phone_offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
+        create_checked_dataset(group, "offsets", data=phone_offsets)
         for field in ("start", "end", "id"):
             values = [getattr(p, field) for p in phones]
-            group[field] = torch.cat(values).numpy() if values else np.zeros(0, np.int64)
+            create_checked_dataset(group, field, data=torch.cat(values).numpy() if values else np.zeros(0, np.int64))
 
     return write_hdf5_atomically(path, fill)
 
@@ -374,14 +386,14 @@ def load_speech_corpus(
             raise ValueError(f"{path} has sample rate {rate} Hz, expected sample_rate={sample_rate}")
         audio = torch.from_numpy(read_dataset(file, "audio", str(path), ndim=1, kinds="f"))
         offsets = read_dataset(file, "offsets", str(path), ndim=1, kinds="iu")
-        utterances = [u.decode() if isinstance(u, bytes) else str(u) for u in read_dataset(file, "utterance", str(path), 1)]
+        utterances = read_strings(file, "utterance", str(path))
         names = [f"{path}:{u}" for u in utterances]
         if len(offsets) != len(utterances) + 1 or offsets[-1] != len(audio) or (np.diff(offsets) < 0).any():
             raise ValueError(f"{path}:offsets must hold {len(utterances) + 1} rising offsets ending at {len(audio)}")
         waveforms = [audio[offsets[u] : offsets[u + 1]] for u in range(len(utterances))]
         speakers = torch.from_numpy(read_dataset(file, "speaker", str(path), ndim=1, kinds="iu"))
         dataset = SequenceDataset(waveforms, speakers, names)
-        group = file.get("phones")
+        group = member(file, "phones", str(path))
         if not isinstance(group, h5py.Group):
             raise ValueError(f"{path} has no group 'phones' (phone segments per utterance)")
         where = f"{path}:/phones"

@@ -90,6 +90,44 @@ def read_values(dataset: h5py.Dataset, where: str, selection: object = ()) -> np
         raise ValueError(f"{where} cannot be read (the file is damaged: {error})") from error
 
 
+def write_strings(group: h5py.Group, name: str, values: Sequence[str]) -> None:
+    """``values`` as the group ``group/name``: ``bytes`` (their UTF-8 encodings concatenated, uint8) and
+    ``offsets`` (``(len(values) + 1,)`` int64; string ``i`` is ``bytes[offsets[i]:offsets[i + 1]]``).
+
+    HDF5 refuses the Fletcher-32 filter on variable-length strings; stored
+    this way, both datasets carry a checksum (:func:`create_checked_dataset`).
+    """
+    encoded = [value.encode("utf-8") for value in values]
+    strings = group.create_group(name)
+    create_checked_dataset(strings, "bytes", data=np.frombuffer(b"".join(encoded), dtype=np.uint8))
+    lengths = np.array([len(value) for value in encoded], dtype=np.int64)
+    create_checked_dataset(strings, "offsets", data=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+
+
+def read_strings(group: h5py.Group, name: str, where: str) -> list[str]:
+    """The strings ``group/name`` as :func:`write_strings` stores them, or as a 1-D string dataset (files
+    written before checksummed strings).
+
+    Raises:
+        ValueError: naming ``where:name`` (and the member) when it is missing, damaged or inconsistent.
+    """
+    value = member(group, name, where)
+    if isinstance(value, h5py.Dataset):
+        stored = read_dataset(group, name, where, ndim=1, kinds="SOU")
+        return [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in stored]
+    if not isinstance(value, h5py.Group):
+        raise ValueError(f"{where} has no strings {name!r} (a group holding 'bytes' and 'offsets')")
+    inside = f"{where}/{name}"
+    data = read_dataset(value, "bytes", inside, ndim=1, kinds="u").tobytes()
+    offsets = read_dataset(value, "offsets", inside, ndim=1, kinds="iu")
+    if len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(data) or (np.diff(offsets) < 0).any():
+        raise ValueError(f"{inside}:offsets must rise from 0 to {len(data)}, the length of {inside}:bytes")
+    try:
+        return [data[start:stop].decode("utf-8") for start, stop in zip(offsets[:-1], offsets[1:])]
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{inside}:bytes is not valid UTF-8 ({error})") from error
+
+
 class HDF5TimeSeries:
     """A ``(time, channels)`` dataset of an HDF5 file, left on disk and read row by row on demand.
 

@@ -8,11 +8,15 @@ into training.
 HDF5 layout (written by :func:`save_image_text_hdf5`)::
 
     images         (n, channels, height, width) uint8
-    captions       (m,) UTF-8 strings
+    captions       group: bytes (UTF-8, uint8) and offsets (m + 1,) int64 (see ``write_strings``;
+                   older files: an (m,) string dataset, still read)
     caption_image  (m,) int64, the image each caption describes (optional when m == n)
     labels         (n,) int64, optional class of each image
     groups         (n,) int64, optional group of each image (kept on one side of a split)
     attribute class_names   JSON list of the class names labels index (optional)
+
+Every dataset carries a Fletcher-32 checksum; a damaged member is a
+``ValueError`` naming the file and member.
 """
 
 from __future__ import annotations
@@ -28,7 +32,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from contrastive_seq.data.hdf5 import open_for_reading, read_dataset, write_hdf5_atomically
+from contrastive_seq.data.hdf5 import (
+    create_checked_dataset,
+    member,
+    open_for_reading,
+    read_dataset,
+    read_strings,
+    write_hdf5_atomically,
+    write_strings,
+)
 
 MISSING_POLICIES = ("error", "skip")
 
@@ -362,14 +374,14 @@ def save_image_text_hdf5(path: str | Path, dataset: ImageTextDataset) -> None:
     """Write ``dataset`` in the module's HDF5 layout (see the module docstring), atomically."""
 
     def fill(file: h5py.File) -> None:
-        file.create_dataset("images", data=dataset.images.numpy(), compression="gzip")
-        file.create_dataset("captions", data=dataset.captions, dtype=h5py.string_dtype("utf-8"))
-        file.create_dataset("caption_image", data=dataset.caption_image.numpy())
+        create_checked_dataset(file, "images", data=dataset.images.numpy(), compression="gzip")
+        write_strings(file, "captions", dataset.captions)
+        create_checked_dataset(file, "caption_image", data=dataset.caption_image.numpy())
         if dataset.labels is not None:
-            file.create_dataset("labels", data=dataset.labels.numpy())
+            create_checked_dataset(file, "labels", data=dataset.labels.numpy())
             file.attrs["class_names"] = json.dumps(dataset.class_names)
         if dataset.groups is not None:
-            file.create_dataset("groups", data=dataset.groups.numpy())
+            create_checked_dataset(file, "groups", data=dataset.groups.numpy())
 
     write_hdf5_atomically(path, fill)
 
@@ -387,11 +399,12 @@ def load_image_text_hdf5(path: str | Path) -> ImageTextDataset:
     where = str(path)
     with open_for_reading(path) as file:
         images = torch.from_numpy(read_dataset(file, "images", where, ndim=4))
-        captions = [c.decode("utf-8") if isinstance(c, bytes) else str(c) for c in read_dataset(file, "captions", where, 1)]
-        caption_image = torch.from_numpy(read_dataset(file, "caption_image", where, 1)) if "caption_image" in file else None
-        labels = torch.from_numpy(read_dataset(file, "labels", where, 1)) if "labels" in file else None
+        captions = read_strings(file, "captions", where)
+        caption_image, labels, groups = (
+            torch.from_numpy(read_dataset(file, key, where, 1)) if member(file, key, where) is not None else None
+            for key in ("caption_image", "labels", "groups")
+        )
         class_names = json.loads(file.attrs["class_names"]) if "class_names" in file.attrs else None
-        groups = torch.from_numpy(read_dataset(file, "groups", where, 1)) if "groups" in file else None
     try:
         return ImageTextDataset(images, captions, caption_image, labels, class_names, groups)
     except (ValueError, TypeError) as error:

@@ -50,7 +50,7 @@ class NNCLR(Method):
         self.online = nn.Sequential(encoder, projector)
         self.predictor = predictor
         self.loss = loss
-        self.support = KeyQueue(support_size, projector.output_dim)
+        self.support = KeyQueue(support_size, projector.output_dim, "support_size")
         self._pending: torch.Tensor | None = None
 
     def training_step(self, batch: dict[str, torch.Tensor]) -> LossOutput:  # noqa: D102

@@ -21,13 +21,15 @@ class KeyQueue(nn.Module):
     Args:
         size: number of keys K (>= 1).
         dim: key dimension d (>= 1).
+        setting: the method's argument that sets ``size``, named in errors and warnings.
     """
 
     keys: torch.Tensor
     pointer: torch.Tensor
 
-    def __init__(self, size: int, dim: int):
+    def __init__(self, size: int, dim: int, setting: str = "queue_size"):
         super().__init__()
+        self.setting = setting
         for name, value in (("size", size), ("dim", dim)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")

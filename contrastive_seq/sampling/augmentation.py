@@ -26,6 +26,10 @@ class AugmentationSampler(Sampler):
         self.n_views = n_views
         self.replacement = replacement
 
+    @property
+    def max_batch_size(self) -> int | None:  # noqa: D102
+        return None if self.replacement else self.num_items
+
     def draw(self, batch_size: int, generator: torch.Generator) -> PairIndex:  # noqa: D102
         if self.replacement:
             reference = torch.randint(self.num_items, (batch_size,), generator=generator)

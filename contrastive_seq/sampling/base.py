@@ -91,6 +91,12 @@ class Sampler(abc.ABC):
 
     num_items: int
 
+    @property
+    def max_batch_size(self) -> int | None:
+        """The largest batch this sampler can draw (``None``: no limit); a sampler drawing without replacement
+        cannot draw more pairs than it has samples."""
+        return None
+
     def sample(self, batch_size: int, generator: torch.Generator) -> PairIndex:
         """Draw one batch of ``batch_size`` pairs using only ``generator``'s randomness."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

@@ -46,7 +46,7 @@ import torch
 from contrastive_seq.data.recording import ArrayLike, as_continuous, as_discrete
 from contrastive_seq.sampling.base import PairIndex, Sampler
 from contrastive_seq.sampling.behaviour import BehaviourTargets, NearestTimeIndex
-from contrastive_seq.sampling.time import check_context, check_int, uniform_times, valid_range
+from contrastive_seq.sampling.time import check_context, check_int, check_negatives_fit, uniform_times, valid_range
 
 
 def random_derangement(num: int, generator: torch.Generator) -> torch.Tensor:
@@ -86,6 +86,9 @@ class _SessionBlocks(Sampler):
             valid_range(length, self.left_context, self.right_context, f"{name}[{s}]")
             for s, length in enumerate(lengths)
         ]
+        if self.valid:
+            shortest = min(len(valid) for valid in self.valid)
+            check_negatives_fit(self.num_negatives, shortest, "valid time points of the shortest session")
         self.offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(torch.tensor(list(lengths)), 0)])
         self.num_items = int(self.offsets[-1])
         self.num_sessions = len(lengths)

@@ -36,6 +36,20 @@ def check_int(name: str, value: object, minimum: int) -> int:
     return value
 
 
+def check_negatives_fit(num_negatives: int | None, available: int, what: str) -> None:
+    """Refuse more negatives than the ``available`` time points they are drawn from (with replacement: beyond
+    that they only repeat time points, at the cost of memory), before any batch is drawn.
+
+    Raises:
+        ValueError: naming ``num_negatives`` and ``available``.
+    """
+    if num_negatives is not None and num_negatives > available:
+        raise ValueError(
+            f"num_negatives={num_negatives:,} is more than the {available:,} {what} negatives are drawn from; "
+            f"more only repeats them: use num_negatives <= {available:,}"
+        )
+
+
 def check_context(left_context: int, right_context: int) -> tuple[int, int]:
     """Require the receptive-field margins to be ints >= 0."""
     return check_int("left_context", left_context, 0), check_int("right_context", right_context, 0)
@@ -197,6 +211,7 @@ class RecordingSampler(Sampler):
             self.segment_lengths = (stops - starts).tolist()
         self.valid = valid_times(num_timepoints, self.left_context, self.right_context, self.segments)
         self.reference_times = self.valid
+        check_negatives_fit(self.num_negatives, len(self.valid), "valid time points")
 
     def draw(self, batch_size: int, generator: torch.Generator) -> PairIndex:  # noqa: D102
         reference = self.reference_times.draw(batch_size, generator)

@@ -10,11 +10,14 @@ error naming ``batch_size``, instead of growing until the process is killed.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
+from torch import nn
 
+from contrastive_seq.models.queue import KeyQueue
 from contrastive_seq.sampling.base import Sampler
 from contrastive_seq.training.batches import SampledBatches
 
@@ -122,3 +125,33 @@ def check_batch_fits(
                 f"{_readable(limit)} free on {where}; use a batch_size below {max(1, int(limit // max(per_pair, 1)))}"
             )
 
+
+
+def check_sizes_against_data(batch_size: int, world_size: int, sampler: Sampler, method: nn.Module) -> None:
+    """Check the batch and the method's key queues against the number of training samples, before any batch.
+
+    A sampler that draws without replacement (:attr:`Sampler.max_batch_size`)
+    cannot serve a global batch larger than its data: that is an error. A
+    queue (MoCo's and SwAV's ``queue_size``, NNCLR's ``support_size``) longer
+    than the data still trains, but holds several stale keys of each sample,
+    among them the current positives' own keys (false negatives): a warning.
+
+    Raises:
+        ValueError: naming ``TrainerConfig.batch_size`` and the number of samples.
+    """
+    limit = sampler.max_batch_size
+    if limit is not None and batch_size * world_size > limit:
+        ranks = f" x {world_size} ranks" if world_size > 1 else ""
+        raise ValueError(
+            f"TrainerConfig.batch_size={batch_size:,}{ranks} is larger than the {limit:,} training samples; "
+            f"{type(sampler).__name__} draws a batch without replacement: use a batch_size of at most "
+            f"{limit // world_size:,}"
+        )
+    for module in method.modules():
+        if isinstance(module, KeyQueue) and module.size > sampler.num_items:
+            warnings.warn(
+                f"{type(method).__name__} {module.setting}={module.size:,} is longer than the {sampler.num_items:,} "
+                f"training samples: the queue holds stale keys of the same samples, the positives' own among them "
+                f"(false negatives); use {module.setting} <= {sampler.num_items:,}",
+                stacklevel=2,
+            )

@@ -53,7 +53,7 @@ from contrastive_seq.training.checkpoint import (
 from contrastive_seq.training.metrics import MetricsWriter, flatten
 from contrastive_seq.training.optimizers import OPTIMIZERS, build_optimizer, build_scheduler
 from contrastive_seq.training.schedule import SCHEDULES
-from contrastive_seq.training.sizes import check_batch_fits
+from contrastive_seq.training.sizes import check_batch_fits, check_sizes_against_data
 from contrastive_seq.views.base import Views
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -477,6 +477,7 @@ class Trainer:
         self.skipped_steps = 0
         self.last_checkpoint: Path | None = None
         self.history: list[dict[str, Any]] = []
+        check_sizes_against_data(config.batch_size, self.world_size, sampler, method)
         check_batch_fits(config.batch_size, self.world_size, dataset, sampler, views, self.device, config.seed)
         # draw one batch of indices now, so that a sampler that cannot serve this batch size fails before training
         sampler.sample(config.batch_size * self.world_size, torch.Generator().manual_seed(config.seed))
