@@ -14,7 +14,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "contrastive_seq"
 # The layers of DESIGN.md, bottom first; a module may import its own layer and those below.
 LAYERS = ("data", "sampling", "views", "models", "losses", "methods", "training", "evaluation", "interfaces")
 # Top-level helpers every layer may use (the bottom of the stack).
-FOUNDATION = {"contrastive_seq", "contrastive_seq.atomic_files", "contrastive_seq.distributed", "contrastive_seq.seeding"}
+FOUNDATION = {
+    "contrastive_seq",
+    "contrastive_seq.atomic_files",
+    "contrastive_seq.distributed",
+    "contrastive_seq.memory",
+    "contrastive_seq.seeding",
+}
 # Top-level modules of the interfaces layer (the sub-packages take the layer of their folder).
 INTERFACES = {"estimator", "cebra_api", "cli", "config", "plotting", "experiments", "export", "__main__"}
 

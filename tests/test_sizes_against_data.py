@@ -6,7 +6,6 @@ import re
 import warnings
 
 import pytest
-import torch
 from torch import nn
 
 from contrastive_seq.losses import MoCoLoss, NTXent
@@ -50,3 +49,15 @@ def test_a_queue_longer_than_the_data_warns_naming_its_setting(kind):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_sizes_against_data(8, 1, AugmentationSampler(128), method)
+
+
+def test_a_queue_that_cannot_fit_in_memory_is_refused_before_it_is_allocated(monkeypatch):
+    """``queue_size=10**9`` keys of dim 128 would take 512 GB: refused naming the setting, nothing allocated."""
+    from contrastive_seq.models import queue
+
+    monkeypatch.setattr(queue, "available_memory", lambda device: 10**9)
+    with pytest.raises(ValueError, match=r"queue_size=1,000,000,000 keys of dim 128 take 512 GB, more than the 1 GB"):
+        queue.KeyQueue(10**9, 128)
+    with pytest.raises(ValueError, match=r"support_size=.* use a support_size below 1,953,125"):
+        queue.KeyQueue(10**9, 128, setting="support_size")
+    assert queue.KeyQueue(1024, 128).keys.shape == (1024, 128)  # 0.5 MB fits

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from contrastive_seq.memory import available_memory, readable_bytes
+
 
 class KeyQueue(nn.Module):
     """A ring buffer of ``size`` keys of dimension ``dim``; each step enqueues one batch of keys.
@@ -34,6 +36,12 @@ class KeyQueue(nn.Module):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         self.size = size
+        needed, free = 4 * size * dim, available_memory(torch.device("cpu"))  # float32 keys, built on the host
+        if free is not None and needed > free:
+            raise ValueError(
+                f"{setting}={size:,} keys of dim {dim} take {readable_bytes(needed)}, more than the "
+                f"{readable_bytes(free)} free: use a {setting} below {free // (4 * dim):,}"
+            )
         self.register_buffer("keys", F.normalize(torch.randn(size, dim), dim=1))
         self.register_buffer("pointer", torch.zeros((), dtype=torch.long))
 

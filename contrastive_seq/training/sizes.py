@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from contrastive_seq.memory import available_memory, readable_bytes
 from contrastive_seq.models.queue import KeyQueue
 from contrastive_seq.sampling.base import Sampler
 from contrastive_seq.training.batches import SampledBatches
@@ -42,28 +42,6 @@ def _bytes_per_pair(
     return None
 
 
-def available_memory(device: torch.device) -> int | None:
-    """Bytes free for this process on ``device``: CUDA's free memory, or the host's MemAvailable, capped by a
-    cgroup (v2) memory limit; ``None`` when it cannot be read."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    free = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                free = int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        return None
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
-        if limit != "max":
-            free = min(free, int(limit) - used) if free is not None else int(limit) - used
-    except (OSError, ValueError):
-        pass
-    return free
-
-
 def _tensor_bytes(values: Iterable[object]) -> int:
     """Bytes of the tensors among ``values`` and inside the dicts, lists and tuples among them."""
     total = 0
@@ -75,14 +53,6 @@ def _tensor_bytes(values: Iterable[object]) -> int:
         elif isinstance(value, (list, tuple)):
             total += _tensor_bytes(value)
     return total
-
-
-def _readable(size: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.3g} {unit}"
-        size /= 1000
-    raise AssertionError("unreachable")
 
 
 def check_batch_fits(
@@ -121,8 +91,8 @@ def check_batch_fits(
         if limit is not None and needed > limit:
             raise ValueError(
                 f"TrainerConfig.batch_size={batch_size} does not fit: one batch's inputs and indices alone take "
-                f"about {_readable(needed)} ({_readable(per_pair)} per pair, activations not counted), more than the "
-                f"{_readable(limit)} free on {where}; use a batch_size below {max(1, int(limit // max(per_pair, 1)))}"
+                f"about {readable_bytes(needed)} ({readable_bytes(per_pair)} per pair, activations not counted), more than the "
+                f"{readable_bytes(limit)} free on {where}; use a batch_size below {max(1, int(limit // max(per_pair, 1)))}"
             )
 
 
