@@ -121,17 +121,38 @@ def global_row_mean(values: torch.Tensor, valid: torch.Tensor | None = None) -> 
     return torch.where(valid, values, torch.zeros_like(values)).sum() / count
 
 
+_GROUP_STORE: dict[str, dist.Store] = {}  # the rendezvous store of the group the Trainer created, while it lives
+
+
+def keep_group_store(store: dist.Store) -> None:
+    """Remember the rendezvous ``store`` of the process group just created (for :func:`group_store`)."""
+    _GROUP_STORE["store"] = store
+
+
+def group_store() -> dist.Store | None:
+    """The store :func:`keep_group_store` remembered for the current group; ``None`` when none was."""
+    return _GROUP_STORE.get("store")
+
+
 def leave_process_group() -> None:
-    """Wait for every rank, then destroy the default process group; nothing without one.
+    """Wait for every rank, then destroy the default process group and drop its store; nothing without one.
 
     Call it once, after the last collective, on every rank. The barrier matters:
     a rank that destroys its gloo group while a peer is still finishing with it
     can make that peer abort at exit ("terminate called without an active
-    exception"), which torchrun reports as a failed run.
+    exception"), which torchrun reports as a failed run. The store goes with
+    the group, while every rank is still there, not at interpreter exit.
     """
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+        abandon_process_group()
+
+
+def abandon_process_group() -> None:
+    """Destroy the default process group at once (after an error: the peers may be gone) and drop its store."""
+    if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    _GROUP_STORE.clear()
 
 
 class PeerFailureError(RuntimeError):

@@ -17,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from contrastive_seq.distributed import leave_process_group
+from contrastive_seq.distributed import abandon_process_group, leave_process_group
 
 Batch = dict[str, torch.Tensor]
 
@@ -32,8 +32,7 @@ def leaving_process_group() -> Iterator[None]:
     try:
         yield
     except BaseException:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        abandon_process_group()
         raise
     leave_process_group()
 

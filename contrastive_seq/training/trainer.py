@@ -318,9 +318,6 @@ def _resolve_device(config: TrainerConfig) -> torch.device:
     return device
 
 
-_GROUP_STORE: dict[str, dist.Store] = {}  # the store of the group _init_process_group created, for later Trainers
-
-
 def _init_process_group(device: torch.device, timeout: float) -> dist.Store | None:
     """Join the process group torchrun describes (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), unless one exists.
 
@@ -337,7 +334,7 @@ def _init_process_group(device: torch.device, timeout: float) -> dist.Store | No
     if not dist.is_available():
         return None
     if dist.is_initialized():
-        return _GROUP_STORE.get("store")
+        return distributed.group_store()
     world = _env_int("WORLD_SIZE", 1)
     if world <= 1:
         return None
@@ -347,7 +344,7 @@ def _init_process_group(device: torch.device, timeout: float) -> dist.Store | No
     )
     store = dist.PrefixStore(f"attempt{_env_int('TORCHELASTIC_RESTART_COUNT', 0)}", store)
     dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=timedelta(seconds=timeout))
-    _GROUP_STORE["store"] = store
+    distributed.keep_group_store(store)
     return store
 
 
