@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+import socket
 import time
 from pathlib import Path
 
@@ -129,3 +130,10 @@ def join_ranks(context: mp.ProcessContext, timeout: float = RANK_TIMEOUT_S) -> N
             for process in context.processes:
                 process.kill()
             pytest.fail(f"the {len(context.processes)}-process run did not finish in {timeout:.0f} s")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now, for a test's process-group rendezvous."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

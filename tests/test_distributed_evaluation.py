@@ -9,14 +9,13 @@ each shared among the ranks).
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from shared_checks import join_ranks, leaving_process_group
+from shared_checks import free_port, join_ranks, leaving_process_group
 from torch import nn
 
 from contrastive_seq.data.arrays import ArrayDataset
@@ -62,12 +61,6 @@ def evaluate_clip(across_ranks: bool) -> dict[str, float]:
                                TEMPLATES, ks=(1, 3), across_ranks=across_ranks)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _worker(rank: int, port: int, output: Path) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
@@ -85,7 +78,7 @@ def _worker(rank: int, port: int, output: Path) -> None:
 def rank_results(tmp_path_factory):
     output = tmp_path_factory.mktemp("evaluation_ddp")
     # forked, not spawned: the ranks need not import torch, open_clip and sklearn again (3 s instead of 74 s, shared machine)
-    context = mp.start_processes(_worker, args=(_free_port(), output), nprocs=WORLD, join=False, start_method="fork")
+    context = mp.start_processes(_worker, args=(free_port(), output), nprocs=WORLD, join=False, start_method="fork")
     join_ranks(context)
     return [torch.load(output / f"rank{rank}.pt", weights_only=True) for rank in range(WORLD)]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import warnings
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from shared_checks import join_ranks, leaving_process_group
+from shared_checks import free_port, join_ranks, leaving_process_group
 from torch import nn
 
 from contrastive_seq.data import ArrayDataset
@@ -172,12 +171,6 @@ def test_unknown_action_is_refused():
         TrainerConfig(on_nonfinite="ignore")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _skip_worker(rank: int, port: int, output: Path) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -194,7 +187,7 @@ def _skip_worker(rank: int, port: int, output: Path) -> None:
 
 
 def test_a_nan_on_one_rank_is_skipped_by_every_rank(tmp_path):
-    context = mp.spawn(_skip_worker, args=(_free_port(), tmp_path), nprocs=2, join=False)
+    context = mp.spawn(_skip_worker, args=(free_port(), tmp_path), nprocs=2, join=False)
     join_ranks(context)
     results = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in range(2)]
     for result in results:

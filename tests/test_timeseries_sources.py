@@ -56,6 +56,9 @@ def test_fractional_discrete_labels_and_unknown_keys_are_errors_naming_file_and_
     assert load_timeseries(tmp_path / "only.npy").num_channels == 6
     with pytest.raises(ValueError, match="only.npy is a .npy file holding one array"):
         load_timeseries(tmp_path / "only.npy", continuous="position")
+    (tmp_path / "garbage.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="garbage.npz is not .npy / .npz numeric data: damaged"):
+        load_timeseries(tmp_path / "garbage.npz", neural="spikes")
 
 
 def test_csv_columns_by_name_and_a_bad_cell_named_by_line(tmp_path):

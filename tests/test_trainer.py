@@ -8,7 +8,6 @@ import math
 import os
 import random
 import re
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from shared_checks import join_ranks, leaving_process_group
+from shared_checks import free_port, join_ranks, leaving_process_group
 from torch import nn
 
 from contrastive_seq.data import ArrayDataset
@@ -464,12 +463,6 @@ def test_sampled_batches_is_exported():
     assert batches[3]["views"].shape == (2, 16, DIM)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _ddp_worker(rank: int, port: int, output_dir: Path, steps: int, batch_size: int) -> None:
     """One torchrun-like rank: the Trainer finds RANK / WORLD_SIZE in the environment and joins the gloo group."""
     os.environ.update(
@@ -488,7 +481,7 @@ def _ddp_worker(rank: int, port: int, output_dir: Path, steps: int, batch_size: 
 
 def test_two_gloo_processes_match_one_process_with_twice_the_batch(tmp_path):
     steps, batch_size = 5, 8
-    context = mp.spawn(_ddp_worker, args=(_free_port(), tmp_path, steps, batch_size), nprocs=2, join=False)
+    context = mp.spawn(_ddp_worker, args=(free_port(), tmp_path, steps, batch_size), nprocs=2, join=False)
     join_ranks(context)
 
     single = make_trainer(noise=False, max_steps=steps, batch_size=2 * batch_size, log_every=1, output_dir=tmp_path)

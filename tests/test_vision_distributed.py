@@ -11,14 +11,13 @@ whole global batch in the same order.
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from shared_checks import join_ranks, leaving_process_group
+from shared_checks import free_port, join_ranks, leaving_process_group
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -71,12 +70,6 @@ def run(case: str, rank: int = 0, world: int = 1) -> tuple[list[float], dict[str
     return losses, method.state_dict()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _worker(rank: int, port: int, output: Path) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
@@ -87,7 +80,7 @@ def _worker(rank: int, port: int, output: Path) -> None:
 @pytest.fixture(scope="module")
 def rank_results(tmp_path_factory):
     output = tmp_path_factory.mktemp("moco_ddp")
-    context = mp.spawn(_worker, args=(_free_port(), output), nprocs=WORLD, join=False)
+    context = mp.spawn(_worker, args=(free_port(), output), nprocs=WORLD, join=False)
     join_ranks(context)
     return [torch.load(output / f"rank{rank}.pt", weights_only=True) for rank in range(WORLD)]
 

@@ -180,8 +180,12 @@ def _load_numpy(
 ) -> Recording:
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
+    except OSError as error:
         raise ValueError(f"{path} is not a readable NumPy file ({error})") from error
+    except ValueError as error:  # numpy's reason here speaks of pickles: any unknown header ends up there
+        raise ValueError(
+            f"{path} is not .npy / .npz numeric data: damaged, another format, or object arrays (never unpickled)"
+        ) from error
     if isinstance(loaded, np.ndarray):
         if neural is not None or continuous or discrete or segments:
             raise ValueError(
