@@ -172,6 +172,9 @@ def test_mined_triplet_loss_matches_a_loop_and_pytorch_metric_learning(mining):
     loop = sum(F.relu(d(a, p) - d(a, k) + 0.5) for a, p, k in triplets) / len(triplets)
     torch.testing.assert_close(output.loss, loop)
     assert output.parts["triplets"] == len(triplets)
+    (gradient,) = torch.autograd.grad(output.loss, embeddings, retain_graph=True)
+    (loop_gradient,) = torch.autograd.grad(loop, embeddings)
+    torch.testing.assert_close(gradient, loop_gradient)
 
     pml = pytest.importorskip("pytorch_metric_learning")
     from pytorch_metric_learning import distances as pml_distances, losses, miners, reducers
