@@ -22,6 +22,7 @@ from contrastive_seq.data import ArrayDataset
 from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.methods.base import Method
 from contrastive_seq.sampling import AugmentationSampler
+from contrastive_seq.seeding import capture_random_state, restore_random_state
 from contrastive_seq.training import (
     CheckpointError,
     SampledBatches,
@@ -30,7 +31,6 @@ from contrastive_seq.training import (
     load_checkpoint,
     save_checkpoint,
 )
-from contrastive_seq.training.checkpoint import rng_state, set_rng_state
 from contrastive_seq.training.metrics import MetricsWriter
 from contrastive_seq.training.schedule import lr_factor, lr_lambda
 from contrastive_seq.views import TransformedViews
@@ -251,10 +251,10 @@ def test_checkpoint_loads_with_weights_only(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["checkpoint.pt", "metrics.jsonl"]
 
 
-def test_rng_state_round_trip():
-    saved = rng_state()
+def test_random_state_round_trip():
+    saved = capture_random_state()
     drawn = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)], random.gauss(0, 1))
-    set_rng_state(saved)
+    restore_random_state(saved)
     again = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)], random.gauss(0, 1))
     assert torch.equal(drawn[0], again[0]) and np.array_equal(drawn[1], again[1]) and drawn[2:] == again[2:]
 
