@@ -1,4 +1,4 @@
-"""Every random stream of the library: seeds derived from one base seed, and the global streams seeded, saved and restored.
+"""Every random stream: seeds derived from one base seed; the global streams seeded, saved and restored.
 
 Two kinds of randomness meet here. Samplers and views draw from explicit
 ``torch.Generator`` objects seeded by :func:`derive_seed` / :func:`generator_for`.
@@ -43,7 +43,7 @@ def generator_for(*keys: int) -> torch.Generator:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python's ``random``, NumPy's global generator (with ``seed mod 2**32``) and torch (CPU and CUDA) with ``seed``.
+    """Seed Python's ``random``, NumPy's global generator (``seed mod 2**32``) and torch (CPU and CUDA) with ``seed``.
 
     ``seed`` is an int in ``[0, 2**63)``, what ``torch.manual_seed`` accepts.
     """
@@ -85,7 +85,7 @@ def capture_random_state() -> dict[str, Any]:
 
 
 def restore_random_state(state: Mapping[str, Any]) -> None:
-    """Restore the streams captured by :func:`capture_random_state` (``"cuda"`` only when present and CUDA is available)."""
+    """Restore the streams :func:`capture_random_state` captured (``"cuda"`` when present and CUDA is available)."""
     torch.set_rng_state(state["torch"].cpu())
     saved = state["numpy"]
     np.random.set_state(

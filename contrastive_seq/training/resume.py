@@ -79,7 +79,9 @@ def plain_config(config: Any) -> dict[str, Any]:
     return {key: str(value) if isinstance(value, os.PathLike) else value for key, value in asdict(config).items()}
 
 
-def check_settings(path: Path, state: Mapping[str, Any], config: Mapping[str, Any], run_settings: Mapping[str, Any]) -> None:
+def check_settings(
+    path: Path, state: Mapping[str, Any], config: Mapping[str, Any], run_settings: Mapping[str, Any]
+) -> None:
     """Refuse the checkpoint ``state`` (read from ``path``) when it was written with other settings than
     ``config`` (a :func:`plain_config`) and ``run_settings``, apart from :data:`RESUMABLE_FIELDS`.
 

@@ -378,7 +378,7 @@ class Trainer:
         self._check_data(dataset, sampler, views)
 
     def _placed(self, method: Method) -> tuple[Method, nn.Module]:
-        """``method`` on this rank's device (with SyncBatchNorm when asked), and what the loop calls: it or its DDP wrapper."""
+        """``method`` on this rank's device (SyncBatchNorm when asked) and what the loop calls: it or its DDP wrapper."""
         method.to(self.device)
         if self.config.sync_batchnorm and self.world_size > 1:
             if self.device.type != "cuda":
@@ -445,7 +445,8 @@ class Trainer:
         final: dict[str, Any] = {"step": start}
         metrics = None if self.output_dir is None else self.output_dir / METRICS_NAME
         samples = config.batch_size * self.world_size
-        progress = Progress(start, config.max_steps, samples, config.progress and self.rank == 0, metrics, self.rank == 0)
+        show, write = config.progress and self.rank == 0, self.rank == 0
+        progress = Progress(start, config.max_steps, samples, show, metrics, write)
         watch = RunWatch(self.method, start, config.warmup_steps, config.max_steps, config.log_every, self.rank == 0)
         self.module.train()
         try:
@@ -466,7 +467,7 @@ class Trainer:
         return final
 
     def _start(self, resume: bool | str | os.PathLike | None) -> int:
-        """Seed this rank's random streams, then resume as ``resume`` (:meth:`fit`) says; returns the step to start at."""
+        """Seed this rank's random streams, resume as ``resume`` (see :meth:`fit`) says; returns the step to start at."""
         seed_everything(derive_seed(self.config.seed, self.rank))
         if resume is None:
             self._resume(self.config.resume, None)
@@ -535,7 +536,8 @@ class Trainer:
             if len(record) > 1:
                 self.history.append(record)
                 progress.write(record)
-            if self.output_dir is not None and (last or (config.checkpoint_every and done % config.checkpoint_every == 0)):
+            saving = last or (config.checkpoint_every and done % config.checkpoint_every == 0)
+            if self.output_dir is not None and saving:
                 self._save()
 
     def _train_step(self, step: int, batch: Mapping[str, Any]) -> dict[str, float]:
@@ -662,8 +664,8 @@ class Trainer:
         if found is not None:
             path, state = found
             check_settings(path, state, plain_config(self.config), self.run_settings)
-            config = self.config
-            self.step, self.skipped_steps = restore_run(path, state, self._parts(), config.max_steps, self.rank, config.seed)
+            parts, config = self._parts(), self.config
+            self.step, self.skipped_steps = restore_run(path, state, parts, config.max_steps, self.rank, config.seed)
             self.last_checkpoint = path
         check_ranks_agree(self.step, self.world_size, self.device)
         if found is not None and self.step < self.config.max_steps:
