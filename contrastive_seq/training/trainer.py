@@ -443,10 +443,7 @@ class Trainer:
         if start == config.max_steps:
             return self._finished(start)
         final: dict[str, Any] = {"step": start}
-        metrics = None if self.output_dir is None else self.output_dir / METRICS_NAME
-        samples = config.batch_size * self.world_size
-        show, write = config.progress and self.rank == 0, self.rank == 0
-        progress = Progress(start, config.max_steps, samples, show, metrics, write)
+        progress = self._progress(start)
         watch = RunWatch(self.method, start, config.warmup_steps, config.max_steps, config.log_every, self.rank == 0)
         self.module.train()
         try:
@@ -500,6 +497,12 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
             generator=torch.Generator().manual_seed(derive_seed(self.config.seed, self.rank)),
         )
+
+    def _progress(self, start: int) -> Progress:
+        """The progress bar (rank 0, when ``config.progress``), throughput and metrics file of a fit from ``start``."""
+        metrics = None if self.output_dir is None else self.output_dir / METRICS_NAME
+        samples, show = self.config.batch_size * self.world_size, self.config.progress and self.rank == 0
+        return Progress(start, self.config.max_steps, samples, show, metrics, write=self.rank == 0)
 
     def _watched_step(self, step: int, batch: Mapping[str, Any], watch: RunWatch) -> dict[str, float]:
         """:meth:`_train_step`, warning (on rank 0) of degenerate inputs, a loss that never moves, collapse."""
