@@ -44,8 +44,6 @@ from __future__ import annotations
 import copy
 import os
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,13 +71,8 @@ from contrastive_seq.methods.cebra import (
 from contrastive_seq.models.architectures import ARCHITECTURES, make_architecture, supported_model_architectures
 from contrastive_seq.models.timeseries import TimeSeriesEncoder
 from contrastive_seq.sampling.base import Sampler
-from contrastive_seq.seeding import generator_for
-from contrastive_seq.training.checkpoint import (
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from contrastive_seq.seeding import forked_random_state, generator_for
+from contrastive_seq.training.checkpoint import load_checkpoint, save_checkpoint
 from contrastive_seq.training.trainer import Trainer, TrainerConfig
 from contrastive_seq.views.base import Views
 from contrastive_seq.views.windows import MultiSessionWindowViews, WindowViews
@@ -374,8 +367,7 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         """Fresh encoders and loss for the fitted input layout, seeded from ``random_state``."""
         seed = int(check_random_state(getattr(self, "random_state", None)).randint(np.iinfo(np.int32).max))
         self._seed = seed
-        with _global_random_state_kept():
-            torch.manual_seed(seed)
+        with forked_random_state(seed):
             encoders = [self._make_encoder(channels) for channels in self.n_features_per_session_]
             if len(encoders) == 1:
                 self.model_ = CEBRA(encoders[0], self._make_loss(), hybrid=self.hybrid)
@@ -423,7 +415,7 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
             checkpoint_every=None,
             progress=self.verbose,
         )
-        with _global_random_state_kept():
+        with forked_random_state():
             trainer = Trainer(self.model_, config, data, sampler, views)
             trainer.fit(resume=False)
         self.model_.to("cpu").eval()
@@ -507,10 +499,9 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         sessions = self._checked_new_data(X, labels)
         _warn_if_degenerate(sessions)
         old = self._encoder()
-        with _global_random_state_kept():
-            torch.manual_seed(self._seed + self.n_iter_)
+        with forked_random_state(self._seed + self.n_iter_):
             new = self._make_encoder(sessions[0].num_channels)
-        with _global_random_state_kept():
+        with forked_random_state():
             input_layer = _input_layer_parameters(self._make_encoder)
         state = {name: value for name, value in old.state_dict().items() if name not in input_layer}
         new.load_state_dict(state, strict=False)
@@ -687,7 +678,7 @@ def expected_failed_checks(estimator: ContrastiveEmbedding) -> dict[str, str]:
     row from its neighbours, so reordering the rows or embedding a subset
     changes the result; a receptive field of one time point fails none.
     """
-    with _global_random_state_kept():
+    with forked_random_state():
         encoder = make_architecture(estimator.model_architecture, 1, 1, 2)
     if encoder.receptive_field == 1:
         return {}
@@ -819,16 +810,6 @@ def _warn_if_not_learning(records: list[dict], negatives: int, losses: int) -> N
             DegenerateInputWarning,
             stacklevel=4,
         )
-
-
-@contextmanager
-def _global_random_state_kept() -> Iterator[None]:
-    """Restore torch's, NumPy's and Python's global random streams on exit (training seeds them)."""
-    saved = rng_state()
-    try:
-        yield
-    finally:
-        set_rng_state(saved)
 
 
 def _split_labels(labels: tuple, name: str, length: int) -> tuple[np.ndarray | None, np.ndarray | None]:

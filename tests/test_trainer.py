@@ -6,11 +6,9 @@ import errno
 import json
 import math
 import os
-import random
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -30,7 +28,6 @@ from contrastive_seq.training import (
     load_checkpoint,
     save_checkpoint,
 )
-from contrastive_seq.training.checkpoint import rng_state, set_rng_state
 from contrastive_seq.training.metrics import MetricsWriter
 from contrastive_seq.training.schedule import lr_factor, lr_lambda
 from contrastive_seq.views import TransformedViews
@@ -249,14 +246,6 @@ def test_checkpoint_loads_with_weights_only(tmp_path):
     for name, value in trainer.method.state_dict().items():
         assert torch.equal(state["model"][name], value)
     assert sorted(os.listdir(tmp_path)) == ["checkpoint.pt", "metrics.jsonl"]
-
-
-def test_rng_state_round_trip():
-    saved = rng_state()
-    drawn = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)], random.gauss(0, 1))
-    set_rng_state(saved)
-    again = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)], random.gauss(0, 1))
-    assert torch.equal(drawn[0], again[0]) and np.array_equal(drawn[1], again[1]) and drawn[2:] == again[2:]
 
 
 def _fail_mid_write(exception: BaseException):

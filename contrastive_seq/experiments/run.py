@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 from torch import nn
 
@@ -35,6 +34,7 @@ from contrastive_seq.experiments.sections import (
 )
 from contrastive_seq.methods.base import Method
 from contrastive_seq.sampling.base import Sampler
+from contrastive_seq.seeding import seed_everything
 from contrastive_seq.training.checkpoint import load_checkpoint
 from contrastive_seq.training.trainer import CHECKPOINT_NAME, Trainer
 from contrastive_seq.views.base import Views
@@ -173,7 +173,7 @@ def run_experiment(config: ExperimentConfig) -> dict[str, dict[str, float]]:
     A run already finished in ``train.output_dir`` trains nothing: it says so,
     prints its stored results and returns them.
     """
-    torch.manual_seed(config.train.seed)
+    seed_everything(config.train.seed)
     experiment = build_experiment(config)
     evaluator = choose_evaluator(experiment)
     untrained = copy.deepcopy(experiment.method) if evaluator is not None else None
@@ -243,7 +243,7 @@ def load_run(run: str | Path, overrides: Sequence[str] = (), keep_untrained: boo
     untrained copy (``keep_untrained``; else ``None``) is the run's own initialisation.
     """
     config = run_config(run, overrides)
-    torch.manual_seed(config.train.seed)
+    seed_everything(config.train.seed)
     experiment = build_experiment(config)
     untrained = copy.deepcopy(experiment.method) if keep_untrained else None
     state = load_checkpoint(Path(run) / CHECKPOINT_NAME)

@@ -22,8 +22,8 @@ name            receptive_field left_context right_context
 No BatchNorm and no dropout: an encoder gives the same output in train and
 eval mode, and the embedding of one window never depends on the rest of its
 batch. Weights are drawn from torch's global generator at construction; seed
-it with ``torch.manual_seed`` (as ``experiments/run.py`` does) for
-reproducible initialisation.
+it with ``torch.manual_seed`` (or :func:`contrastive_seq.seeding.seed_everything`,
+as ``experiments/run.py`` does) for reproducible initialisation.
 """
 
 from __future__ import annotations

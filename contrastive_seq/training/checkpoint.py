@@ -2,7 +2,8 @@
 
 A checkpoint is a dict of tensors and plain Python containers (dict, list,
 tuple, str, int, float, bool, None), so ``torch.load(weights_only=True)``
-reads it. :func:`rng_state` turns every global random stream into that form.
+reads it. :func:`~contrastive_seq.seeding.capture_random_state` turns every
+global random stream into that form.
 
 The file is the zip archive ``torch.save`` writes, with the SHA-256 of every
 byte before it stored as the archive's comment (the last bytes of the file):
@@ -15,14 +16,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import random
 import struct
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import numpy as np
 import torch
 
 from contrastive_seq.atomic_files import write_atomically
@@ -203,51 +202,3 @@ def load_latest_checkpoint(path: Path, previous: Path) -> tuple[Path, dict[str, 
     why = f"{damage}" if damage is not None else f"there is no {path} (a save was interrupted)"
     warnings.warn(f"{why}; resuming from the previous checkpoint {previous} instead", RuntimeWarning, stacklevel=3)
     return previous, state
-
-
-def rng_state() -> dict[str, Any]:
-    """Every global random stream as tensors and plain values.
-
-    Keys: ``"torch"`` (CPU generator, uint8 tensor), ``"numpy"`` (legacy global
-    ``RandomState``), ``"python"`` (``random`` module) and, once CUDA is
-    initialised, ``"cuda"`` (the current device's generator).
-    """
-    algorithm, keys, position, has_gauss, cached_gaussian = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "algorithm": str(algorithm),
-            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-            "position": int(position),
-            "has_gauss": int(has_gauss),
-            "cached_gaussian": float(cached_gaussian),
-        },
-        "python": {
-            "version": int(version),
-            "internal": torch.tensor(internal, dtype=torch.int64),
-            "gauss_next": gauss_next,
-        },
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def set_rng_state(state: Mapping[str, Any]) -> None:
-    """Restore the streams captured by :func:`rng_state` (``"cuda"`` only when present and CUDA is available)."""
-    torch.set_rng_state(state["torch"].cpu())
-    saved = state["numpy"]
-    np.random.set_state(
-        (
-            saved["algorithm"],
-            saved["keys"].cpu().numpy().astype(np.uint32),
-            saved["position"],
-            saved["has_gauss"],
-            saved["cached_gaussian"],
-        )
-    )
-    saved = state["python"]
-    random.setstate((saved["version"], tuple(saved["internal"].tolist()), saved["gauss_next"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"].cpu())

@@ -46,7 +46,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from contrastive_seq.losses.output import LossOutput
-from contrastive_seq.training.checkpoint import rng_state, set_rng_state
+from contrastive_seq.seeding import capture_random_state, restore_random_state
 
 Encode = Callable[[torch.Tensor], torch.Tensor]
 
@@ -112,10 +112,10 @@ class GradientCache:
                 states.append([])
                 parts = []
                 for chunk in inputs.split(self.chunk_size):
-                    states[-1].append(rng_state())
+                    states[-1].append(capture_random_state())
                     parts.append(encode(chunk))
                 embeddings.append(torch.cat(parts))
-        after = rng_state()
+        after = capture_random_state()
         leaves = [z.detach().requires_grad_() for z in embeddings]
         with torch.enable_grad():
             output = loss(leaves)
@@ -128,14 +128,14 @@ class GradientCache:
                 continue
             chunks = zip(inputs.split(self.chunk_size), grad.split(self.chunk_size), tower_states)
             for chunk, chunk_grad, state in chunks:
-                set_rng_state(state)
+                restore_random_state(state)
                 with torch.enable_grad():
                     z = encode(chunk)
                 if not z.requires_grad:  # a frozen tower (LiT's locked text tower)
                     break
                 chunk_grads = torch.autograd.grad(z, parameters, chunk_grad.to(z.dtype), allow_unused=True)
                 parameter_grads = [_add(total, part) for total, part in zip(parameter_grads, chunk_grads)]
-        set_rng_state(after)
+        restore_random_state(after)
         return LossOutput(_CachedGradients.apply(output.loss.detach(), parameter_grads, *parameters), output.parts)
 
     @staticmethod

@@ -14,14 +14,15 @@ spread; a value that falls during training warns of (dimensional) collapse.
 The Trainer also asks this module whether a run is degenerate from the
 start: :func:`input_warnings` on its first batch and :class:`LossPlateau`
 on its losses after warm-up, and :class:`EmbeddingSpread` at every logged
-step, on the embeddings its method feeds the loss.
+step, on the embeddings its method feeds the loss; :class:`RunWatch` puts
+the three together for one run.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -180,3 +181,51 @@ class EmbeddingSpread:
 
 def _is_loss(module: torch.nn.Module) -> bool:
     return type(module).__module__.startswith("contrastive_seq.losses")
+
+
+class RunWatch:
+    """The degenerate-run checks of one fit, on the rank that reports (rank 0).
+
+    :meth:`first_batch` checks the inputs of the fit's first step; at logged
+    steps from the end of :func:`judged_window` on, the step runs
+    :meth:`watching` the embedding spread, until a collapse was reported
+    once; :meth:`after_step` returns that report and, for a run started at
+    step 0, the :class:`LossPlateau` one.
+
+    Args:
+        method: the module whose losses are watched.
+        start: completed steps when the fit begins (the plateau is judged only from step 0).
+        warmup_steps, max_steps, log_every: the run's settings.
+        enabled: whether this process checks anything (rank 0).
+    """
+
+    def __init__(
+        self, method: torch.nn.Module, start: int, warmup_steps: int, max_steps: int, log_every: int, enabled: bool
+    ):
+        self.start, self.max_steps, self.log_every, self.enabled = start, max_steps, log_every, enabled
+        self.plateau = LossPlateau(warmup_steps, max_steps) if start == 0 and enabled else None
+        self.spread = EmbeddingSpread(method)
+        self.spread_from = judged_window(warmup_steps, max_steps)[1] + 1  # an untrained encoder may not spread
+        self.collapse_warned = False
+        self._watched = False
+
+    def first_batch(self, step: int, batch: Mapping[str, Any]) -> list[str]:
+        """:func:`input_warnings` of ``batch`` when ``step`` (0-based) is the fit's first; else nothing."""
+        return input_warnings(batch) if step == self.start and self.enabled else []
+
+    def watching(self, step: int) -> AbstractContextManager[None]:
+        """Where step ``step`` (0-based) runs: watching the embedding spread at a logged step, else nothing."""
+        done = step + 1
+        logged = done == self.max_steps or done % self.log_every == 0
+        self._watched = logged and done >= self.spread_from and self.enabled and not self.collapse_warned
+        return self.spread.watching() if self._watched else nullcontext()
+
+    def after_step(self, step: int, loss: float) -> list[str]:
+        """The collapse and plateau reports after step ``step`` (0-based) with ``loss``, each at most once."""
+        messages = []
+        if self._watched and (message := self.spread.collapsed(step + 1)):
+            messages.append(message)
+            self.collapse_warned = True
+        if self.plateau is not None and (message := self.plateau.observe(step + 1, loss)):
+            messages.append(message)
+        return messages

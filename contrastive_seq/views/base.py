@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 
 from contrastive_seq.sampling.base import PairIndex
-from contrastive_seq.seeding import derive_seed
+from contrastive_seq.seeding import derive_seed, forked_random_state
 
 
 def augment_views(
@@ -16,14 +16,14 @@ def augment_views(
 ) -> torch.Tensor:
     """``transform`` applied to every sample of ``samples (V, N, ...)``, stacked to ``(V, N, ...)``.
 
-    ``transform`` draws from torch's global generator (as torchvision's
-    transforms do); it runs inside ``torch.random.fork_rng`` seeded by one draw
+    ``transform`` draws from the global random streams (torchvision's
+    transforms from torch's); it runs inside
+    :func:`~contrastive_seq.seeding.forked_random_state` seeded by one draw
     from ``generator``, so the result depends only on ``generator`` and the
-    global state is left as it was.
+    global streams are left as they were.
     """
     seed = derive_seed(int(torch.randint(2**62, (1,), generator=generator)))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with forked_random_state(seed):
         return torch.stack([torch.stack([transform(s) for s in view]) for view in samples])
 
 
