@@ -126,3 +126,24 @@ def test_a_batch_that_cannot_fit_names_batch_size_before_allocating_it(monkeypat
     with pytest.raises(ValueError, match=r"batch_size=2000 does not fit.*use a batch_size below \d+"):
         make(2000)
     make(16)
+
+
+def test_the_batch_estimate_does_not_scale_up_what_every_batch_carries_once(monkeypatch):
+    """A views step that hands the model the whole recording once (as the time-series estimator's does) plus
+    one (2, 8) float window per pair: the estimate is the recording plus the windows and indices, not the
+    recording times the batch (which would refuse a full batch of a recording that fits easily)."""
+    recording = torch.zeros(1, 100, 20_000)  # 8 MB, the same in every batch
+
+    def views(dataset: object, pairs, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return {"recording": recording, "windows": torch.zeros(len(pairs.reference), 2, 8)}
+
+    sampler = AugmentationSampler(64, replacement=True)
+    dataset = ArrayDataset(torch.randn(64, 4))
+    per_pair, per_batch = sizes._batch_bytes(20_000, 1, dataset, sampler, views, seed=0)
+    index_bytes = 8 * 2  # reference and one positive, int64 (an augmentation sampler draws no separate negatives)
+    assert per_batch == recording.numel() * 4
+    assert per_pair == 2 * 8 * 4 + index_bytes
+    monkeypatch.setattr(sizes, "available_memory", lambda device: 20_000_000)
+    sizes.check_batch_fits(20_000, 1, dataset, sampler, views, torch.device("cpu"))  # ~10 MB of 20 MB: fits
+    with pytest.raises(ValueError, match=r"batch_size=200000 does not fit.*use a batch_size below \d+"):
+        sizes.check_batch_fits(200_000, 1, dataset, sampler, views, torch.device("cpu"))

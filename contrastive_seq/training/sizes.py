@@ -2,8 +2,9 @@
 
 A batch of ``batch_size`` pairs costs at least what its inputs and indices
 take (activations come on top). For batches above :data:`SMALL_BATCH` both
-are measured on a probe batch of a few pairs, built by the run's own sampler
-and views, and scaled up; a batch that
+are measured on two probe batches of a few pairs, built by the run's own
+sampler and views, and extrapolated along the line through them (what every
+batch carries once, such as a whole recording, is not scaled up); a batch that
 cannot fit in the memory available on the run's device is refused with an
 error naming ``batch_size``, instead of growing until the process is killed.
 """
@@ -25,12 +26,18 @@ PROBE_SIZES = (4, 12, 60, 840)  # each a multiple of the ones before: one fits a
 SMALL_BATCH = 1024  # batches up to this size are built without an estimate
 
 
-def _bytes_per_pair(
+def _batch_bytes(
     batch_size: int, world_size: int, dataset: object, sampler: Sampler, views: Callable[..., dict], seed: int
-) -> float | None:
-    """Bytes of inputs and indices per pair, from the smallest probe batch the sampler accepts (``None``: none does)."""
+) -> tuple[float, float] | None:
+    """``(bytes per pair, bytes per batch)`` of inputs and indices, from the two smallest probe batches the sampler accepts.
+
+    Two probes separate what grows with the batch (windows, crops, indices) from
+    what every batch carries once whatever its size (a whole recording that the
+    model slices its windows from). ``None`` when fewer than two probes fit.
+    """
+    sizes: list[tuple[int, int]] = []
     for probe in PROBE_SIZES:
-        if probe > batch_size:
+        if probe > batch_size or len(sizes) == 2:
             break
         batches = SampledBatches(dataset, sampler, views, probe, num_steps=1, seed=seed)
         try:
@@ -38,8 +45,12 @@ def _bytes_per_pair(
         except ValueError:  # e.g. a batch must be a multiple of the number of sessions: try the next size
             continue
         indices = _tensor_bytes([pairs.reference, pairs.positive, pairs.negative])
-        return (_tensor_bytes([inputs]) + indices * world_size) / probe
-    return None
+        sizes.append((probe, _tensor_bytes([inputs]) + indices * world_size))
+    if len(sizes) < 2:
+        return None
+    (small, small_bytes), (large, large_bytes) = sizes
+    per_pair = max(0.0, (large_bytes - small_bytes) / (large - small))
+    return per_pair, max(0.0, small_bytes - per_pair * small)
 
 
 def _tensor_bytes(values: Iterable[object]) -> int:
@@ -66,8 +77,8 @@ def check_batch_fits(
 ) -> None:
     """Refuse a ``batch_size`` above :data:`SMALL_BATCH` whose inputs and indices alone exceed the memory free on ``device``.
 
-    The probe is the smallest of :data:`PROBE_SIZES` that the sampler accepts; when none does, the
-    sampler's own error comes when the Trainer draws the full batch.
+    The probes are the two smallest of :data:`PROBE_SIZES` that the sampler accepts; when fewer do,
+    the sampler's own error comes when the Trainer draws the full batch.
 
     Args:
         batch_size: pairs per rank and step.
@@ -81,10 +92,11 @@ def check_batch_fits(
     """
     if batch_size <= SMALL_BATCH:
         return
-    per_pair = _bytes_per_pair(batch_size, world_size, dataset, sampler, views, seed)
-    if per_pair is None:
+    measured = _batch_bytes(batch_size, world_size, dataset, sampler, views, seed)
+    if measured is None:
         return
-    needed = per_pair * batch_size
+    per_pair, per_batch = measured
+    needed = per_batch + per_pair * batch_size
     free = available_memory(device)
     host = available_memory(torch.device("cpu")) if device.type == "cuda" else None
     for where, limit in ((device.type, free), ("cpu", host)):
@@ -92,9 +104,9 @@ def check_batch_fits(
             raise ValueError(
                 f"TrainerConfig.batch_size={batch_size} does not fit: one batch's inputs and indices alone take "
                 f"about {readable_bytes(needed)} ({readable_bytes(per_pair)} per pair, activations not counted), more than the "
-                f"{readable_bytes(limit)} free on {where}; use a batch_size below {max(1, int(limit // max(per_pair, 1)))}"
+                f"{readable_bytes(limit)} free on {where}; use a batch_size below "
+                f"{max(1, int((limit - per_batch) // max(per_pair, 1)))}"
             )
-
 
 
 def check_sizes_against_data(batch_size: int, world_size: int, sampler: Sampler, method: nn.Module) -> None:
