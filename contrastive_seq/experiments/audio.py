@@ -148,7 +148,9 @@ class CropViewsConfig(ViewsConfig):
 class CPCWaveformEncoderConfig(EncoderConfig):
     """CPC_audio's five-layer strided encoder (total stride 160) of width ``hidden_dim``.
 
-    An exported encoder embeds one waveform ``(time,)`` into frames ``(frames, hidden_dim)``.
+    An exported encoder embeds one waveform ``(time,)`` into one row per
+    frame, ``(frames, dim)``: the context vectors c_t (``features="context"``,
+    CPC's default) or the encoder's frames z_t (``features="frame"``).
     """
 
     name: str = "cpc_waveform"
@@ -162,9 +164,12 @@ class CPCWaveformEncoderConfig(EncoderConfig):
         return waveform_encoder(self.hidden_dim)
 
     def embed(self, encoder: nn.Module, inputs: Any, batch_size: int) -> Iterator[np.ndarray]:
-        """The frames ``(frames, hidden_dim)`` of one waveform ``(time,)``, in one pass; or, for audio files
+        """The rows ``(frames, dim)`` of one waveform ``(time,)``, in one pass; or, for audio files
         (:class:`~contrastive_seq.data.audio.IndexedSequences`), one row per file: its frames' mean
-        ``(files, hidden_dim)``, ``batch_size`` files per block, each file read when its block is embedded."""
+        ``(files, dim)``, ``batch_size`` files per block, each file read when its block is embedded.
+
+        ``encoder`` maps ``(1, time, 1)`` to ``(1, frames, dim)``: the frame encoder, or it followed by
+        the context model (see :class:`~contrastive_seq.export.ExportedEncoder`)."""
         from contrastive_seq.data.audio import IndexedSequences
 
         device = next(encoder.parameters()).device
@@ -194,17 +199,26 @@ class CPCMethodConfig(MethodConfig):
     negatives: Literal["batch", "sequence", "speaker"] = "batch"
     speaker_group_size: int = 4
 
+    encoder_features: ClassVar[str] = "frame"
+    default_features: ClassVar[str] = "context"
+
+    def feature_networks(self, config: ExperimentConfig, encoder: nn.Module) -> dict[str, nn.Module]:
+        """``context``: the autoregressive model over the encoder's frames, ``(batch, frames, context_dim)``."""
+        from contrastive_seq.models.cpc import make_context_model
+
+        return {"context": make_context_model(self.context, encoder.output_dim, self.context_dim, self.context_layers)}
+
     def build(self, config: ExperimentConfig, encoder: nn.Module, train: Any) -> tuple[Method, Sampler]:
         from contrastive_seq.losses.cpc import CPCLoss
         from contrastive_seq.methods.cpc import CPC
-        from contrastive_seq.models.cpc import StepPredictors, make_context_model
+        from contrastive_seq.models.cpc import StepPredictors
         from contrastive_seq.sampling.sequences import SequenceCropSampler, SpeakerGroupedSampler
 
         require_section(config, "views", CropViewsConfig, needed_by="method 'cpc'")
         require_section(config, "encoder", CPCWaveformEncoderConfig, needed_by="method 'cpc'")
         method = CPC(
             encoder,
-            make_context_model(self.context, encoder.output_dim, self.context_dim, self.context_layers),
+            self.feature_networks(config, encoder)["context"],
             StepPredictors(self.context_dim, encoder.output_dim, self.num_steps, self.predictor),
             CPCLoss(self.num_negatives, self.negatives),
         )

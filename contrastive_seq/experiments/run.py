@@ -92,6 +92,31 @@ def build_experiment(config: ExperimentConfig) -> Experiment:
     return Experiment(config, data, encoder, method, sampler, views)
 
 
+#: the key of :func:`encoder_record` in the ``run_settings`` a checkpoint keeps
+ENCODER_RECORD = "export"
+
+
+def encoder_record(experiment: Experiment) -> dict[str, Any]:
+    """What a checkpoint keeps to rebuild the trained encoder without the data (for ``export`` and ``embed``).
+
+    ``sample_shape``: the shape of one input sample, which the encoder's
+    builder needs (channels, image size); ``state_keys``: for the encoder and
+    each of the method's feature networks, ``{its state-dict key: the method's
+    state-dict key}`` of every weight and buffer (found by identity, so any
+    method's layout works).
+    """
+    owner = {id(value): key for key, value in experiment.method.state_dict(keep_vars=True).items()}
+    modules = {"encoder": experiment.encoder, **experiment.method.feature_networks()}
+    keys = {}
+    for name, module in modules.items():
+        own = module.state_dict(keep_vars=True)
+        lost = [key for key, value in own.items() if id(value) not in owner]
+        if lost:
+            raise RuntimeError(f"the method does not hold the {name}'s {lost[0]!r}: it cannot be exported")
+        keys[name] = {key: owner[id(value)] for key, value in own.items()}
+    return {"sample_shape": list(experiment.data.sample_shape), "state_keys": keys}
+
+
 def choose_evaluator(experiment: Experiment) -> Evaluator | None:
     """The evaluator of the ``evaluation`` section, or (section left out) the data's default one when it applies.
 
@@ -185,7 +210,7 @@ def run_experiment(config: ExperimentConfig) -> dict[str, dict[str, float]]:
         experiment.sampler,
         experiment.views,
         evaluate=evaluator.during_training if evaluator is not None and evaluator.online else None,
-        run_settings=config.run_settings(),
+        run_settings={**config.run_settings(), ENCODER_RECORD: encoder_record(experiment)},
     )
     trainer.fit()
     if distributed.rank() != 0:
