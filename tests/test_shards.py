@@ -189,3 +189,34 @@ def test_the_recipe_script_writes_shards_and_prints_their_pattern(shard_set, tmp
     assert pattern == str(tmp_path / "p-{000..002}.tar")
     assert json.loads((tmp_path / "classes.json").read_text()) == sorted(COLOURS)
     assert len(ShardedImageText(pattern, image_size=8)) == NUM_PAIRS
+
+
+def test_the_shard_index_is_cached_and_rebuilt_when_a_shard_changes(shard_set, tmp_path, monkeypatch):
+    """A second start reads every shard's cached index (no tar is scanned) and gives the same dataset;
+    a rewritten shard (another size and time) is scanned again, the others are not."""
+    from contrastive_seq.data import shards
+
+    _, pattern, class_names = shard_set
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    for shard in expand_shard_list(pattern):
+        (folder / shard.name).write_bytes(shard.read_bytes())
+    copied = str(folder / "pairs-{000000..000003}.tar")
+    scanned = []
+    scan = shards._scan_shard
+    monkeypatch.setattr(shards, "_scan_shard", lambda path: scanned.append(path.name) or scan(path))
+    first = ShardedImageText(copied, image_size=8, class_names=class_names)
+    assert len(scanned) == 4 and len(list(folder.glob("pairs-*.tar.index.npz"))) == 4
+    again = ShardedImageText(copied, image_size=8, class_names=class_names)
+    assert len(scanned) == 4  # every index from its cache
+    assert again.captions == first.captions and again.keys == first.keys and torch.equal(again.labels, first.labels)
+    everything = torch.arange(NUM_PAIRS)
+    assert torch.equal(again[everything], first[everything])
+    png = io.BytesIO()
+    Image.new("RGB", (4, 4), (9, 9, 9)).save(png, format="png")
+    write_tar(folder / "pairs-000002.tar", {"new.png": png.getvalue(), "new.txt": b"a grey square", "new.cls": b"0"})
+    changed = ShardedImageText(copied, image_size=8, class_names=class_names)
+    assert scanned[4:] == ["pairs-000002.tar"]
+    assert len(changed) == NUM_PAIRS - 4 + 1 and "a grey square" in changed.captions
+    elsewhere = ShardedImageText(copied, image_size=8, class_names=class_names, index_dir=tmp_path / "index")
+    assert len(list((tmp_path / "index").glob("pairs-*.index.npz"))) == 4 and elsewhere.keys == changed.keys

@@ -10,7 +10,10 @@ written as open_clip accepts them: brace patterns
 Unlike a streaming WebDataset pipeline, the shards are indexed once when the
 dataset is built (the tar headers: where each image's bytes start and how many
 there are; captions and classes are small and kept in memory), and an image is
-then read by its index: one seek and one read. The datasets therefore expose
+then read by its index: one seek and one read. Each shard's index is cached
+(``<shard>.index.npz`` beside it, or in ``index_dir``) for its path, size and
+modification time, so a restart reads it instead of the shard; a changed shard
+is indexed again. The datasets therefore expose
 the interface of the in-memory ones (``dataset[index]`` for any index tensor,
 ``captions``, ``caption_image``, ``labels``), so the samplers, views and the
 Trainer's (seed, step) batch recipe, exact mid-epoch resume and any number of
@@ -25,22 +28,31 @@ caption (an error naming the shard and the sample's key, or a counted skip with
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import os
 import tarfile
 import warnings
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 import torch
 from braceexpand import braceexpand
 
+from contrastive_seq.atomic_files import write_atomically
+
+from contrastive_seq.data.arrays import ArrayDataset, random_split
 from contrastive_seq.data.image_text import MISSING_POLICIES, ImageTextDataset, read_image
 
 #: extensions of the image member of a sample
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "ppm")
 #: a tar archive ends with two zero blocks of 512 bytes
 END_OF_ARCHIVE = 1024
+#: the layout of cached shard indexes (a cache of another version is rebuilt)
+INDEX_VERSION = 1
 
 
 def expand_shard_list(shards: str | Sequence[str]) -> list[Path]:
@@ -80,7 +92,7 @@ class _Sample:
     label: int | None = None
 
 
-def _index_shard(path: Path) -> list[_Sample]:
+def _scan_shard(path: Path) -> list[_Sample]:
     """The samples of one shard in the order their first member appears.
 
     Raises:
@@ -120,6 +132,82 @@ def _index_shard(path: Path) -> list[_Sample]:
     return list(samples.values())
 
 
+def _strings_as_arrays(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(bytes (total,) uint8, ends (n,) int64)``: the UTF-8 texts joined, and where each ends."""
+    encoded = [text.encode("utf-8") for text in texts]
+    ends = np.cumsum([len(item) for item in encoded], dtype=np.int64)
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), ends
+
+
+def _strings_at(data: np.ndarray, ends: np.ndarray, rows: np.ndarray) -> list[str]:
+    """The texts at ``rows`` of :func:`_strings_as_arrays`'s arrays."""
+    starts = np.concatenate([[0], ends[:-1]])
+    return [data[starts[i] : ends[i]].tobytes().decode("utf-8") for i in rows.tolist()]
+
+
+def index_shard(path: Path) -> dict[str, np.ndarray]:
+    """The index of one shard as arrays, one row per sample in the order its first member appears.
+
+    ``offset`` / ``size`` (int64) locate the image's bytes (-1: no image);
+    ``caption_bytes`` / ``caption_ends`` and ``key_bytes`` / ``key_ends`` hold
+    the captions and keys (:func:`_strings_as_arrays`), ``has_caption`` says
+    which exist; ``label`` (int64) with ``has_label``.
+
+    Raises:
+        ValueError: naming the shard (see :func:`_scan_shard`).
+    """
+    samples = _scan_shard(path)
+    key_bytes, key_ends = _strings_as_arrays([sample.key for sample in samples])
+    caption_bytes, caption_ends = _strings_as_arrays([sample.caption or "" for sample in samples])
+    return {
+        "offset": np.array([-1 if s.image is None else s.image[0] for s in samples], dtype=np.int64),
+        "size": np.array([-1 if s.image is None else s.image[1] for s in samples], dtype=np.int64),
+        "key_bytes": key_bytes,
+        "key_ends": key_ends,
+        "caption_bytes": caption_bytes,
+        "caption_ends": caption_ends,
+        "has_caption": np.array([s.caption is not None for s in samples], dtype=bool),
+        "label": np.array([0 if s.label is None else s.label for s in samples], dtype=np.int64),
+        "has_label": np.array([s.label is not None for s in samples], dtype=bool),
+    }
+
+
+def index_cache_path(shard: Path, index_dir: str | os.PathLike | None = None) -> Path:
+    """Where the index of ``shard`` is cached: ``<shard>.index.npz`` beside it, or in ``index_dir``
+    under the shard's name and a hash of its absolute path (shards of one name in several folders do not collide)."""
+    if index_dir is None:
+        return shard.with_name(f"{shard.name}.index.npz")
+    digest = hashlib.sha256(str(shard.resolve()).encode()).hexdigest()[:16]
+    return Path(index_dir) / f"{shard.name}.{digest}.index.npz"
+
+
+def cached_shard_index(shard: Path, index_dir: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
+    """The index of ``shard`` (:func:`index_shard`), read from its cache when the cache was written for this
+    shard's absolute path, size and modification time, else built and cached (written atomically).
+
+    A cache that is absent, stale or unreadable is rebuilt; one that cannot be
+    written (a read-only folder) gives a warning, and the index is used uncached.
+    """
+    cache = index_cache_path(shard, index_dir)
+    status = shard.stat()
+    stamp = np.array([INDEX_VERSION, status.st_size, status.st_mtime_ns], dtype=np.int64)
+    source = np.frombuffer(str(shard.resolve()).encode("utf-8"), dtype=np.uint8)
+    try:
+        with np.load(cache, allow_pickle=False) as saved:
+            if np.array_equal(saved["stamp"], stamp) and np.array_equal(saved["source"], source):
+                return {name: saved[name] for name in saved.files if name not in ("stamp", "source")}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        pass  # no cache yet, or a damaged one: rebuilt below
+    index = index_shard(shard)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(cache, lambda file: np.savez(file, stamp=stamp, source=source, **index))
+    except OSError as error:
+        warnings.warn(f"the index of shard {shard} cannot be cached at {cache} ({error}); "
+                      "it is rebuilt on every start (set index_dir to a writable folder)", stacklevel=4)
+    return index
+
+
 class _ShardReader:
     """Images read by index from indexed shards (see the module docstring).
 
@@ -133,6 +221,8 @@ class _ShardReader:
             ``"skip"``: such samples are dropped with one warning counting them.
         class_names: names of the classes the ``cls`` members index; defaults
             to ``"0"``, ``"1"``, ... up to the largest class found.
+        index_dir: where the shard indexes are cached (see :func:`cached_shard_index`);
+            ``None``: beside each shard.
     """
 
     def __init__(
@@ -142,6 +232,7 @@ class _ShardReader:
         need_caption: bool,
         on_missing: str = "error",
         class_names: Sequence[str] | None = None,
+        index_dir: str | os.PathLike | None = None,
     ):
         if on_missing not in MISSING_POLICIES:
             raise ValueError(f"on_missing must be one of {MISSING_POLICIES}, got {on_missing!r}")
@@ -149,40 +240,54 @@ class _ShardReader:
             raise ValueError(f"image_size must be a positive int, got {image_size!r}")
         self.shard_paths = expand_shard_list(shards)
         self.image_size = image_size
-        kept: list[tuple[int, _Sample]] = []
-        skipped: list[str] = []
+        shard, offset, size, keys, texts, labels, has_label = [], [], [], [], [], [], []
+        skipped, first_skipped = 0, None
         for number, path in enumerate(self.shard_paths):
-            for sample in _index_shard(path):
-                lacks = [what for what, absent in (("image", sample.image is None),
-                                                   ("caption", need_caption and sample.caption is None)) if absent]
-                if not lacks:
-                    kept.append((number, sample))
-                elif on_missing == "error":
+            index = cached_shard_index(path, index_dir)
+            lacks_image = index["size"] < 0
+            lacks_caption = ~index["has_caption"] if need_caption else np.zeros_like(lacks_image)
+            incomplete = np.flatnonzero(lacks_image | lacks_caption)
+            if incomplete.size:
+                row = incomplete[:1]
+                key = _strings_at(index["key_bytes"], index["key_ends"], row)[0]
+                lacks = [what for what, absent in (("image", lacks_image[row[0]]), ("caption", lacks_caption[row[0]]))
+                         if absent]
+                if on_missing == "error":
                     raise ValueError(
-                        f"shard {path}: sample {sample.key} has no {' and no '.join(lacks)}; "
+                        f"shard {path}: sample {key} has no {' and no '.join(lacks)}; "
                         "fix the shard or pass on_missing='skip' to drop such samples"
                     )
-                else:
-                    skipped.append(f"{path}: {sample.key}")
+                skipped += incomplete.size
+                first_skipped = first_skipped or f"{path}: {key}"
+            rows = np.flatnonzero(~(lacks_image | lacks_caption))
+            shard.append(np.full(rows.size, number, dtype=np.int32))
+            offset.append(index["offset"][rows])
+            size.append(index["size"][rows])
+            keys += _strings_at(index["key_bytes"], index["key_ends"], rows)
+            captions = _strings_at(index["caption_bytes"], index["caption_ends"], rows)
+            texts += [text if present else None for text, present in zip(captions, index["has_caption"][rows].tolist())]
+            labels.append(index["label"][rows])
+            has_label.append(index["has_label"][rows])
         if skipped:
-            warnings.warn(f"skipped {len(skipped)} incomplete samples (first: {skipped[0]})", stacklevel=3)
-        if not kept:
+            warnings.warn(f"skipped {skipped} incomplete samples (first: {first_skipped})", stacklevel=3)
+        if not keys:
             raise ValueError(f"the shards {[str(p) for p in self.shard_paths]} hold no complete sample")
-        self.keys = [sample.key for _, sample in kept]
-        self._shard = torch.tensor([number for number, _ in kept], dtype=torch.int32)
-        self._offset = torch.tensor([sample.image[0] for _, sample in kept], dtype=torch.int64)
-        self._size = torch.tensor([sample.image[1] for _, sample in kept], dtype=torch.int64)
-        self._texts = [sample.caption for _, sample in kept]
-        self.labels, self.class_names = self._read_labels([sample.label for _, sample in kept], class_names)
+        self.keys = keys
+        self._shard = torch.from_numpy(np.concatenate(shard))
+        self._offset = torch.from_numpy(np.concatenate(offset))
+        self._size = torch.from_numpy(np.concatenate(size))
+        self._texts = texts
+        labelled = bool(np.concatenate(has_label).all())
+        self.labels, self.class_names = self._read_labels(np.concatenate(labels) if labelled else None, class_names)
         self._files: dict[int, int] = {}  # shard number -> file descriptor, read with pread (no shared offset)
 
     def _read_labels(
-        self, labels: list[int | None], class_names: Sequence[str] | None
+        self, labels: np.ndarray | None, class_names: Sequence[str] | None
     ) -> tuple[torch.Tensor | None, list[str] | None]:
-        """``(labels (n,), class names)`` when every sample has a class, else ``(None, None)``."""
-        if any(label is None for label in labels):
+        """``(labels (n,), class names)`` from the classes of every sample (``None``: some lack one), else ``(None, None)``."""
+        if labels is None:
             return None, None
-        tensor = torch.tensor(labels, dtype=torch.long)
+        tensor = torch.from_numpy(labels)
         if class_names is None:
             class_names = [str(k) for k in range(int(tensor.max()) + 1)]
         if tensor.min() < 0 or tensor.max() >= len(class_names):
@@ -193,6 +298,11 @@ class _ShardReader:
     def __len__(self) -> int:
         """Number of images n."""
         return self._offset.numel()
+
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        """``(3, image_size, image_size)``: the shape of one decoded image."""
+        return 3, self.image_size, self.image_size
 
     def __getstate__(self) -> dict:
         """Pickled (and deep-copied) without open files: spawned DataLoader workers open their own."""
@@ -218,8 +328,10 @@ class _ShardReader:
         except OSError as error:
             raise ValueError(f"shard {self.shard_paths[shard]}: the image of sample {self.keys[i]} cannot be decoded: {error}") from error
 
-    def __getitem__(self, index: torch.Tensor) -> torch.Tensor:
-        """Images at ``index`` (any shape) as float32 in [0, 1]: ``index.shape + (3, image_size, image_size)``."""
+    def __getitem__(self, index: torch.Tensor | slice) -> torch.Tensor:
+        """Images at ``index`` (any shape, or a slice) as float32 in [0, 1]: ``index.shape + (3, image_size, image_size)``."""
+        if isinstance(index, slice):
+            index = torch.arange(len(self))[index]
         index = torch.as_tensor(index)
         flat = index.reshape(-1).tolist()
         size = self.image_size
@@ -259,8 +371,9 @@ class ShardedImageText(_ShardReader):
         image_size: int,
         on_missing: str = "error",
         class_names: Sequence[str] | None = None,
+        index_dir: str | os.PathLike | None = None,
     ):
-        super().__init__(shards, image_size, need_caption=True, on_missing=on_missing, class_names=class_names)
+        super().__init__(shards, image_size, True, on_missing, class_names, index_dir)
         self._caption_fields()
 
     def _caption_fields(self) -> None:
@@ -294,5 +407,19 @@ class ShardedImages(_ShardReader):
         image_size: int,
         on_missing: str = "error",
         class_names: Sequence[str] | None = None,
+        index_dir: str | os.PathLike | None = None,
     ):
-        super().__init__(shards, image_size, need_caption=False, on_missing=on_missing, class_names=class_names)
+        super().__init__(shards, image_size, False, on_missing, class_names, index_dir)
+
+    def subset(self, image_index: torch.Tensor) -> ShardedImages:
+        """The images at ``image_index (k,)``, re-indexed; reads nothing."""
+        return self._rows(image_index)
+
+    def split(self, fraction: float, seed: int = 0) -> tuple[ShardedImages, ShardedImages]:
+        """A seeded random split into ``(1 - fraction, fraction)`` parts, as :meth:`ArrayDataset.split`."""
+        first, second = random_split(len(self), fraction, seed)
+        return self.subset(first), self.subset(second)
+
+    def load(self) -> ArrayDataset:
+        """Every image decoded into memory: ``ArrayDataset(inputs (n, 3, S, S), labels)`` (for probes on a small part)."""
+        return ArrayDataset(self[torch.arange(len(self))], self.labels)

@@ -148,6 +148,62 @@ class FashionMNISTCaptionsData(_ImageTextData):
         return _image_text(*parts)
 
 
+@DataConfig.register("image_text_shards")
+@dataclass
+class ImageTextShardsData(_ImageTextData):
+    """Image-caption pairs in WebDataset shards (see :mod:`contrastive_seq.data.shards`), read by index:
+    images are never loaded whole (captions are kept in memory).
+
+    ``shards``: a brace pattern (``pairs-{000000..000099}.tar``, as open_clip's
+    ``--train-data``), several joined by ``::``, or a list. Each sample holds
+    an image and a ``txt`` caption, optionally a ``cls`` class named by
+    ``class_names`` (zero-shot needs classes; retrieval does not).
+    ``on_missing``: ``error`` names the shard and key of a sample without its
+    image or caption, ``skip`` drops such samples with a counted warning.
+    ``test_shards``, or a seeded ``test_fraction`` of the pairs, is held out;
+    ``relevance`` and ``templates`` as for ``image_text_file``. The shard index
+    is kept in ``index_dir`` (default: next to the shards) and rebuilt when a shard changes.
+    """
+
+    name: str = "image_text_shards"
+    shards: str | list[str] = ""
+    test_shards: str | list[str] | None = None
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    image_size: int = 64
+    on_missing: Literal["error", "skip"] = "error"
+    class_names: list[str] | None = None
+    index_dir: str | None = None
+    relevance: Literal["item", "class"] = "item"
+    templates: tuple[str, ...] = ZERO_SHOT_TEMPLATES
+
+    def __post_init__(self) -> None:
+        if not self.shards:
+            raise ConfigError("data.shards must name the shards, e.g. 'pairs-{000000..000099}.tar'")
+
+    def read(self, shards: str | list[str]) -> Any:
+        """The :class:`~contrastive_seq.data.shards.ShardedImageText` of ``shards`` with this section's settings."""
+        from contrastive_seq.data.shards import ShardedImageText
+
+        return ShardedImageText(shards, self.image_size, self.on_missing, self.class_names, self.index_dir)
+
+    def build(self, config: ExperimentConfig) -> DataSplit:
+        train = self.read(self.shards)
+        if self.test_shards is None:
+            train, test = train.split(self.test_fraction, seed=self.split_seed)
+        else:
+            test = self.read(self.test_shards)
+        return DataSplit(train, test, train.sample_shape)
+
+    def samples(self, part: Any) -> Any:
+        """The images of one part, decoded as embedding reads them (``embed`` embeds them with the image tower)."""
+        return part
+
+    def read_samples(self, path: str) -> Any:
+        """The images of the shard list ``path`` (a brace pattern), decoded as embedding reads them."""
+        return self.read(path)
+
+
 @ViewsConfig.register("image_text")
 @dataclass
 class ImageTextViewsConfig(ViewsConfig):
@@ -169,7 +225,8 @@ class ImageTextViewsConfig(ViewsConfig):
         tokens = tokenize_captions(train.captions, method.text_tower.tokenizer, self.long_captions)
         transform = None
         if self.crop_scale is not None:
-            transform = v2.RandomResizedCrop(train.images.shape[-1], scale=self.crop_scale, antialias=True)
+            side = train.image_size if hasattr(train, "image_size") else train.images.shape[-1]  # shards / memory
+            transform = v2.RandomResizedCrop(side, scale=self.crop_scale, antialias=True)
         return ImageTextViews(tokens, transform)
 
 
@@ -186,8 +243,14 @@ class CLIPTowersConfig(EncoderConfig):
     ``cache_locked_features`` keeps a locked tower's backbone output per
     distinct input (each caption runs through a locked text tower once, not
     every step; see :meth:`~contrastive_seq.models.clip_towers.Tower.cache_features`).
+    ``pretrained``: a local open_clip checkpoint of this config (``.safetensors``,
+    or ``.pt`` / ``.bin`` read weights-only; see
+    :func:`~contrastive_seq.models.clip_towers.load_open_clip_weights`), the
+    towers' initial weights; ``lock_image`` / ``lock_text`` freeze a tower (LiT),
+    else it fine-tunes.
     """
 
+    weight_files: ClassVar[tuple[str, ...]] = ("pretrained",)
     name: str = "clip_towers"
     embed_dim: int = 128
     model_name: str | None = None
@@ -199,6 +262,7 @@ class CLIPTowersConfig(EncoderConfig):
     lock_image: bool = False
     lock_text: bool = False
     cache_locked_features: bool = False
+    pretrained: str | None = None
 
     def build(self, config: ExperimentConfig, sample_shape: tuple[int, ...]) -> nn.Module:
         """``ModuleDict(image=..., text=...)``: the two towers (see :func:`build_towers`)."""
@@ -238,7 +302,7 @@ class CLIPMethodConfig(MethodConfig):
         from contrastive_seq.sampling.paired import PairedSampler
 
         for section, kinds in (
-            ("data", (ImageTextFileData, FashionMNISTCaptionsData)),
+            ("data", (ImageTextFileData, FashionMNISTCaptionsData, ImageTextShardsData)),
             ("views", (ImageTextViewsConfig,)),
             ("encoder", (CLIPTowersConfig,)),
         ):
@@ -264,7 +328,8 @@ def build_towers(config: CLIPTowersConfig) -> tuple[ImageTower, TextTower]:
         raise ConfigError("encoder.text_directory and encoder.text_package are exclusive; give one")
     text_cfg = {"context_length": config.context_length, **(config.text or {})}
     image, text = open_clip_towers(
-        config.model_name, config.embed_dim, config.vision, text_cfg, config.lock_image, config.lock_text
+        config.model_name, config.embed_dim, config.vision, text_cfg, config.lock_image, config.lock_text,
+        pretrained=config.pretrained,
     )
     directory = config.text_directory
     if config.text_package is not None:
