@@ -63,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     embed.add_argument("--features", default=None,
                        help="which representation: CPC offers 'context' (c_t, the default) and 'frame' (z_t); "
                        "other methods their encoder's output")
+    embed.add_argument("--frames", action="store_true",
+                       help="audio: every frame of each file (one row per 10 ms), concatenated in file order, into "
+                       "HDF5 with datasets embedding, lengths (frames per file) and files; default: one row per file")
     embed.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_overrides(embed)
     return parser
@@ -123,12 +126,18 @@ def _embed(args: argparse.Namespace) -> None:
         inputs = config.data.read_samples(args.data)  # a file or folder of the kind the run trained on
     else:
         inputs = read_array(args.data, args.key)
-    batches = -(-len(inputs) // args.batch_size)
-    blocks = tqdm(
-        encoder.embed_batches(inputs, args.batch_size, args.features), total=batches, desc="embed", unit="batch",
-        disable=args.no_progress,
-    )
-    rows, dim = write_embedding(blocks, args.output)
+    if args.frames:
+        names = getattr(inputs, "names", None) or [args.data]  # the files of a folder, or the one waveform
+        blocks = tqdm(encoder.frames(inputs, args.features), total=len(names), desc="embed", unit="file",
+                      disable=args.no_progress)
+        rows, dim = write_embedding(blocks, args.output, names)
+    else:
+        batches = -(-len(inputs) // args.batch_size)
+        blocks = tqdm(
+            encoder.embed_batches(inputs, args.batch_size, args.features), total=batches, desc="embed", unit="batch",
+            disable=args.no_progress,
+        )
+        rows, dim = write_embedding(blocks, args.output)
     print(f"wrote embeddings ({rows}, {dim}) to {args.output}")
 
 

@@ -83,6 +83,11 @@ class ExportedEncoder:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         return self.config.encoder.embed(self.network(features), inputs, batch_size)
 
+    def frames(self, inputs: Any, features: str | None = None) -> Iterator[np.ndarray]:
+        """Audio encoders: one array ``(frames, dim)`` per waveform of ``inputs`` (a waveform ``(time,)`` or
+        an audio folder read with the run's settings), in order, reading as it goes (see ``EncoderConfig.frames``)."""
+        return self.config.encoder.frames(self.network(features), inputs)
+
     def embed(self, inputs: Any, batch_size: int = 1024, features: str | None = None) -> np.ndarray:
         """Embeddings ``(rows, dim)`` float32 of ``inputs``: images ``(n, C, H, W)``, a recording ``(T, channels)``,
         a waveform ``(time,)`` (one row per frame: CPC's context vectors c_t, or with ``features="frame"``
@@ -221,15 +226,23 @@ def _npy_header(shape: tuple[int, ...]) -> bytes:
         return file.read()
 
 
-def write_embedding(blocks: Iterator[np.ndarray], path: str | os.PathLike) -> tuple[int, int]:
+def write_embedding(
+    blocks: Iterator[np.ndarray], path: str | os.PathLike, block_names: Sequence[str] | None = None
+) -> tuple[int, int]:
     """Write ``(rows, dim)`` blocks as one array to ``.npy`` or to dataset ``embedding`` of an ``.h5`` / ``.hdf5`` file.
 
     Blocks are written as they come (memory: one block); the file appears
-    whole or not at all. Returns the array's shape.
+    whole or not at all. With ``block_names`` (one per block: each file's
+    frames), the HDF5 file also holds ``lengths (blocks,)`` (rows of each
+    block, in order) and ``files (blocks,)`` (the names). Returns the array's shape.
     """
     path = Path(path)
     if path.suffix not in (".npy", ".h5", ".hdf5"):
         raise ConfigError(f"output {path} must end in .npy, .h5 or .hdf5")
+    if block_names is not None and path.suffix == ".npy":
+        raise ConfigError(f"output {path}: per-file frames are written to HDF5 (datasets embedding, lengths, files); "
+                          "end it in .h5 or .hdf5")
+    lengths = []
     with tempfile.TemporaryFile(dir=path.parent if path.parent.is_dir() else None) as spool:
         rows, dim = 0, None
         for block in blocks:
@@ -238,6 +251,7 @@ def write_embedding(blocks: Iterator[np.ndarray], path: str | os.PathLike) -> tu
                 raise ValueError(f"embedding blocks must be (rows, {dim or 'dim'}), got {block.shape}")
             dim = block.shape[1]
             rows += len(block)
+            lengths.append(len(block))
             spool.write(block.tobytes())
         if dim is None:
             raise ValueError("nothing to embed: the data has no rows")
@@ -257,5 +271,8 @@ def write_embedding(blocks: Iterator[np.ndarray], path: str | os.PathLike) -> tu
                     for start in range(0, rows, step):
                         count = min(step, rows - start)
                         data[start : start + count] = np.frombuffer(spool.read(4 * dim * count), np.float32).reshape(count, dim)
+                    if block_names is not None:
+                        out.create_dataset("lengths", data=np.array(lengths, dtype=np.int64))
+                        out.create_dataset("files", data=[str(name) for name in block_names], dtype=h5py.string_dtype())
         write_atomically(path, fill)
     return rows, dim

@@ -163,25 +163,41 @@ class CPCWaveformEncoderConfig(EncoderConfig):
             raise ConfigError(f"encoder 'cpc_waveform' reads mono waveforms (one channel), got samples of shape {sample_shape}")
         return waveform_encoder(self.hidden_dim)
 
-    def embed(self, encoder: nn.Module, inputs: Any, batch_size: int) -> Iterator[np.ndarray]:
-        """The rows ``(frames, dim)`` of one waveform ``(time,)``, in one pass; or, for audio files
-        (:class:`~contrastive_seq.data.audio.IndexedSequences`), one row per file: its frames' mean
-        ``(files, dim)``, ``batch_size`` files per block, each file read when its block is embedded.
+    def frames(self, encoder: nn.Module, inputs: Any) -> Iterator[np.ndarray]:
+        """One block ``(frames, dim)`` per waveform: of one waveform ``(time,)``, or of each audio file
+        (:class:`~contrastive_seq.data.audio.IndexedSequences`) in order, each file read when it is embedded.
 
-        ``encoder`` maps ``(1, time, 1)`` to ``(1, frames, dim)``: the frame encoder, or it followed by
-        the context model (see :class:`~contrastive_seq.export.ExportedEncoder`)."""
+        ``encoder`` maps ``(1, time, 1)`` to ``(1, frames, dim)``: the frame encoder (z_t), or it followed
+        by the context model (c_t; see :class:`~contrastive_seq.export.ExportedEncoder`). Frame t covers
+        samples ``[160 t, 160 t + 465)`` (stride 160, receptive field 465).
+        """
         from contrastive_seq.data.audio import IndexedSequences
 
         device = next(encoder.parameters()).device
         with torch.no_grad():
             if not isinstance(inputs, IndexedSequences):
-                waveform = as_float_tensor(inputs).to(device).reshape(1, -1, 1)
-                yield encoder(waveform)[0].float().cpu().numpy()
+                yield encoder(as_float_tensor(inputs).to(device).reshape(1, -1, 1))[0].float().cpu().numpy()
                 return
-            for start in range(0, len(inputs), batch_size):
-                block = [encoder(inputs.sequence(i)[:, 0].to(device).view(1, -1, 1))[0].float().mean(0)
-                         for i in range(start, min(start + batch_size, len(inputs)))]
-                yield torch.stack(block).cpu().numpy()
+            for i in range(len(inputs)):
+                yield encoder(inputs.sequence(i)[:, 0].to(device).view(1, -1, 1))[0].float().cpu().numpy()
+
+    def embed(self, encoder: nn.Module, inputs: Any, batch_size: int) -> Iterator[np.ndarray]:
+        """The rows ``(frames, dim)`` of one waveform ``(time,)``, in one pass; or, for audio files
+        (:class:`~contrastive_seq.data.audio.IndexedSequences`), one row per file: its frames' mean
+        ``(files, dim)``, ``batch_size`` files per block (every frame of each file: :meth:`frames`)."""
+        from contrastive_seq.data.audio import IndexedSequences
+
+        if not isinstance(inputs, IndexedSequences):
+            yield from self.frames(encoder, inputs)
+            return
+        block = []
+        for frames in self.frames(encoder, inputs):
+            block.append(frames.mean(0))
+            if len(block) == batch_size:
+                yield np.stack(block)
+                block = []
+        if block:
+            yield np.stack(block)
 
 
 @MethodConfig.register("cpc")

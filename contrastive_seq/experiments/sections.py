@@ -103,6 +103,12 @@ class EncoderConfig(Variants, abc.ABC):
                 yield encoder(batch).float().cpu().numpy()
 
 
+    def frames(self, encoder: nn.Module, inputs: Any) -> Iterator[np.ndarray]:
+        """Every frame of each sequence of ``inputs``, one block ``(frames, dim)`` per sequence (audio encoders)."""
+        raise ConfigError(f"encoder {self.name!r} gives one row per sample: per-file frames apply to audio "
+                          "encoders (cpc_waveform)")
+
+
 def as_float_tensor(values: Any) -> torch.Tensor:
     """A float32 tensor of a tensor, an array or a lazily read array slice (copied: memory maps are read-only)."""
     if isinstance(values, torch.Tensor):
