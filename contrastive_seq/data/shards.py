@@ -132,17 +132,46 @@ def _scan_shard(path: Path) -> list[_Sample]:
     return list(samples.values())
 
 
-def _strings_as_arrays(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """``(bytes (total,) uint8, ends (n,) int64)``: the UTF-8 texts joined, and where each ends."""
-    encoded = [text.encode("utf-8") for text in texts]
-    ends = np.cumsum([len(item) for item in encoded], dtype=np.int64)
-    return np.frombuffer(b"".join(encoded), dtype=np.uint8), ends
+class _Texts:
+    """Texts held as two arrays, their UTF-8 bytes joined ``data (total,) uint8`` and where each ends
+    ``ends (n,) int64``: a million captions are two buffers, not a million Python objects, so forked
+    DataLoader workers share their pages (no reference count is ever written to them)."""
 
+    def __init__(self, data: np.ndarray, ends: np.ndarray):
+        self.data, self.ends = data, ends
 
-def _strings_at(data: np.ndarray, ends: np.ndarray, rows: np.ndarray) -> list[str]:
-    """The texts at ``rows`` of :func:`_strings_as_arrays`'s arrays."""
-    starts = np.concatenate([[0], ends[:-1]])
-    return [data[starts[i] : ends[i]].tobytes().decode("utf-8") for i in rows.tolist()]
+    @classmethod
+    def from_list(cls, texts: Sequence[str]) -> _Texts:
+        encoded = [text.encode("utf-8") for text in texts]
+        return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), np.cumsum([len(b) for b in encoded], dtype=np.int64))
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[_Texts]) -> _Texts:
+        shifts = np.cumsum([0] + [len(part.data) for part in parts[:-1]], dtype=np.int64)
+        return cls(np.concatenate([part.data for part in parts]),
+                   np.concatenate([part.ends + shift for part, shift in zip(parts, shifts)]))
+
+    def _starts(self) -> np.ndarray:
+        return np.concatenate([np.zeros(1, dtype=np.int64), self.ends[:-1]])
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def __getitem__(self, i: int) -> str:
+        start = int(self.ends[i - 1]) if i > 0 else 0
+        return self.data[start : int(self.ends[i])].tobytes().decode("utf-8")
+
+    def take(self, rows: np.ndarray) -> _Texts:
+        """The texts at ``rows (k,)``, in that order."""
+        starts, rows = self._starts(), np.asarray(rows, dtype=np.int64)
+        lengths = (self.ends - starts)[rows]
+        ends = np.cumsum(lengths, dtype=np.int64)
+        gather = np.repeat(starts[rows] - (ends - lengths), lengths) + np.arange(int(ends[-1]) if len(ends) else 0)
+        return _Texts(self.data[gather], ends)
+
+    def tolist(self) -> list[str]:
+        joined = self.data.tobytes()
+        return [joined[a:b].decode("utf-8") for a, b in zip(self._starts().tolist(), self.ends.tolist())]
 
 
 def index_shard(path: Path) -> dict[str, np.ndarray]:
@@ -150,22 +179,22 @@ def index_shard(path: Path) -> dict[str, np.ndarray]:
 
     ``offset`` / ``size`` (int64) locate the image's bytes (-1: no image);
     ``caption_bytes`` / ``caption_ends`` and ``key_bytes`` / ``key_ends`` hold
-    the captions and keys (:func:`_strings_as_arrays`), ``has_caption`` says
+    the captions and keys (see :class:`_Texts`), ``has_caption`` says
     which exist; ``label`` (int64) with ``has_label``.
 
     Raises:
         ValueError: naming the shard (see :func:`_scan_shard`).
     """
     samples = _scan_shard(path)
-    key_bytes, key_ends = _strings_as_arrays([sample.key for sample in samples])
-    caption_bytes, caption_ends = _strings_as_arrays([sample.caption or "" for sample in samples])
+    keys = _Texts.from_list([sample.key for sample in samples])
+    captions = _Texts.from_list([sample.caption or "" for sample in samples])
     return {
         "offset": np.array([-1 if s.image is None else s.image[0] for s in samples], dtype=np.int64),
         "size": np.array([-1 if s.image is None else s.image[1] for s in samples], dtype=np.int64),
-        "key_bytes": key_bytes,
-        "key_ends": key_ends,
-        "caption_bytes": caption_bytes,
-        "caption_ends": caption_ends,
+        "key_bytes": keys.data,
+        "key_ends": keys.ends,
+        "caption_bytes": captions.data,
+        "caption_ends": captions.ends,
         "has_caption": np.array([s.caption is not None for s in samples], dtype=bool),
         "label": np.array([0 if s.label is None else s.label for s in samples], dtype=np.int64),
         "has_label": np.array([s.label is not None for s in samples], dtype=bool),
@@ -240,43 +269,40 @@ class _ShardReader:
             raise ValueError(f"image_size must be a positive int, got {image_size!r}")
         self.shard_paths = expand_shard_list(shards)
         self.image_size = image_size
-        shard, offset, size, keys, texts, labels, has_label = [], [], [], [], [], [], []
+        shard, offset, size, keys, captions, labels, has_label = [], [], [], [], [], [], []
         skipped, first_skipped = 0, None
         for number, path in enumerate(self.shard_paths):
             index = cached_shard_index(path, index_dir)
+            shard_keys = _Texts(index["key_bytes"], index["key_ends"])
             lacks_image = index["size"] < 0
             lacks_caption = ~index["has_caption"] if need_caption else np.zeros_like(lacks_image)
             incomplete = np.flatnonzero(lacks_image | lacks_caption)
             if incomplete.size:
-                row = incomplete[:1]
-                key = _strings_at(index["key_bytes"], index["key_ends"], row)[0]
-                lacks = [what for what, absent in (("image", lacks_image[row[0]]), ("caption", lacks_caption[row[0]]))
-                         if absent]
+                row = int(incomplete[0])
+                lacks = [what for what, absent in (("image", lacks_image[row]), ("caption", lacks_caption[row])) if absent]
                 if on_missing == "error":
                     raise ValueError(
-                        f"shard {path}: sample {key} has no {' and no '.join(lacks)}; "
+                        f"shard {path}: sample {shard_keys[row]} has no {' and no '.join(lacks)}; "
                         "fix the shard or pass on_missing='skip' to drop such samples"
                     )
                 skipped += incomplete.size
-                first_skipped = first_skipped or f"{path}: {key}"
+                first_skipped = first_skipped or f"{path}: {shard_keys[row]}"
             rows = np.flatnonzero(~(lacks_image | lacks_caption))
             shard.append(np.full(rows.size, number, dtype=np.int32))
             offset.append(index["offset"][rows])
             size.append(index["size"][rows])
-            keys += _strings_at(index["key_bytes"], index["key_ends"], rows)
-            captions = _strings_at(index["caption_bytes"], index["caption_ends"], rows)
-            texts += [text if present else None for text, present in zip(captions, index["has_caption"][rows].tolist())]
+            keys.append(shard_keys.take(rows))
+            captions.append(_Texts(index["caption_bytes"], index["caption_ends"]).take(rows))
             labels.append(index["label"][rows])
             has_label.append(index["has_label"][rows])
         if skipped:
             warnings.warn(f"skipped {skipped} incomplete samples (first: {first_skipped})", stacklevel=3)
-        if not keys:
+        if not sum(part.size for part in shard):
             raise ValueError(f"the shards {[str(p) for p in self.shard_paths]} hold no complete sample")
-        self.keys = keys
+        self._keys, self._captions = _Texts.concatenate(keys), _Texts.concatenate(captions)
         self._shard = torch.from_numpy(np.concatenate(shard))
         self._offset = torch.from_numpy(np.concatenate(offset))
         self._size = torch.from_numpy(np.concatenate(size))
-        self._texts = texts
         labelled = bool(np.concatenate(has_label).all())
         self.labels, self.class_names = self._read_labels(np.concatenate(labels) if labelled else None, class_names)
         self._files: dict[int, int] = {}  # shard number -> file descriptor, read with pread (no shared offset)
@@ -298,6 +324,11 @@ class _ShardReader:
     def __len__(self) -> int:
         """Number of images n."""
         return self._offset.numel()
+
+    @property
+    def keys(self) -> list[str]:
+        """The samples' keys, in order (decoded on each access: the reader keeps them as arrays)."""
+        return self._keys.tolist()
 
     @property
     def sample_shape(self) -> tuple[int, int, int]:
@@ -326,7 +357,7 @@ class _ShardReader:
         try:
             return read_image(io.BytesIO(data), self.image_size)
         except OSError as error:
-            raise ValueError(f"shard {self.shard_paths[shard]}: the image of sample {self.keys[i]} cannot be decoded: {error}") from error
+            raise ValueError(f"shard {self.shard_paths[shard]}: the image of sample {self._keys[i]} cannot be decoded: {error}") from error
 
     def __getitem__(self, index: torch.Tensor | slice) -> torch.Tensor:
         """Images at ``index`` (any shape, or a slice) as float32 in [0, 1]: ``index.shape + (3, image_size, image_size)``."""
@@ -346,9 +377,9 @@ class _ShardReader:
         image_index = torch.as_tensor(image_index).long()
         part = copy.copy(self)
         part._files = {}
-        part.keys = [self.keys[i] for i in image_index.tolist()]
+        rows = image_index.numpy()
+        part._keys, part._captions = self._keys.take(rows), self._captions.take(rows)
         part._shard, part._offset, part._size = self._shard[image_index], self._offset[image_index], self._size[image_index]
-        part._texts = [self._texts[i] for i in image_index.tolist()]
         part.labels = None if self.labels is None else self.labels[image_index]
         return part
 
@@ -359,7 +390,7 @@ class ShardedImageText(_ShardReader):
 
     ``dataset[index]`` reads and decodes the images at ``index`` (any shape):
     ``index.shape + (3, image_size, image_size)`` float32 in [0, 1]. ``captions``
-    (n strings), ``caption_image`` ``(n,)`` (caption i describes image i),
+    (n strings, decoded from arrays on each access), ``caption_image`` ``(n,)`` (caption i describes image i),
     ``labels`` ``(n,)`` and ``class_names`` (when every sample has a ``cls``),
     ``groups`` (``None``) are in memory. Arguments as :class:`_ShardReader`'s,
     except that a caption is always needed.
@@ -377,9 +408,13 @@ class ShardedImageText(_ShardReader):
         self._caption_fields()
 
     def _caption_fields(self) -> None:
-        self.captions: list[str] = self._texts
         self.caption_image = torch.arange(len(self))
         self.groups = None
+
+    @property
+    def captions(self) -> list[str]:
+        """The n captions, caption i of image i (decoded on each access: tokenise them once)."""
+        return self._captions.tolist()
 
     def subset(self, image_index: torch.Tensor) -> ShardedImageText:
         """The pairs at ``image_index (k,)`` (distinct), re-indexed; reads nothing."""

@@ -33,6 +33,7 @@ from contrastive_seq.experiments.sections import (
     ViewsConfig,
     require_section,
 )
+from contrastive_seq.experiments.vision import ImageShardsData
 
 if TYPE_CHECKING:
     from contrastive_seq.data.image_text import ImageTextDataset
@@ -150,58 +151,28 @@ class FashionMNISTCaptionsData(_ImageTextData):
 
 @DataConfig.register("image_text_shards")
 @dataclass
-class ImageTextShardsData(_ImageTextData):
+class ImageTextShardsData(ImageShardsData):
     """Image-caption pairs in WebDataset shards (see :mod:`contrastive_seq.data.shards`), read by index:
-    images are never loaded whole (captions are kept in memory).
+    images are never loaded whole (captions are kept in memory as two arrays).
 
-    ``shards``: a brace pattern (``pairs-{000000..000099}.tar``, as open_clip's
-    ``--train-data``), several joined by ``::``, or a list. Each sample holds
-    an image and a ``txt`` caption, optionally a ``cls`` class named by
-    ``class_names`` (zero-shot needs classes; retrieval does not).
-    ``on_missing``: ``error`` names the shard and key of a sample without its
-    image or caption, ``skip`` drops such samples with a counted warning.
-    ``test_shards``, or a seeded ``test_fraction`` of the pairs, is held out;
-    ``relevance`` and ``templates`` as for ``image_text_file``. The shard index
-    is kept in ``index_dir`` (default: next to the shards) and rebuilt when a shard changes.
+    Each sample holds an image and a ``txt`` caption, optionally a ``cls``
+    class named by ``class_names`` (zero-shot needs classes; retrieval does
+    not); ``on_missing`` applies to a missing image or caption. The other
+    settings are :class:`~contrastive_seq.experiments.vision.ImageShardsData`'s
+    (``shards`` as open_clip's ``--train-data``); ``relevance`` and
+    ``templates`` as for ``image_text_file``.
     """
 
+    evaluation: ClassVar[str] = "zero_shot"
     name: str = "image_text_shards"
-    shards: str | list[str] = ""
-    test_shards: str | list[str] | None = None
-    test_fraction: float = 0.2
-    split_seed: int = 0
-    image_size: int = 64
-    on_missing: Literal["error", "skip"] = "error"
-    class_names: list[str] | None = None
-    index_dir: str | None = None
     relevance: Literal["item", "class"] = "item"
     templates: tuple[str, ...] = ZERO_SHOT_TEMPLATES
-
-    def __post_init__(self) -> None:
-        if not self.shards:
-            raise ConfigError("data.shards must name the shards, e.g. 'pairs-{000000..000099}.tar'")
 
     def read(self, shards: str | list[str]) -> Any:
         """The :class:`~contrastive_seq.data.shards.ShardedImageText` of ``shards`` with this section's settings."""
         from contrastive_seq.data.shards import ShardedImageText
 
         return ShardedImageText(shards, self.image_size, self.on_missing, self.class_names, self.index_dir)
-
-    def build(self, config: ExperimentConfig) -> DataSplit:
-        train = self.read(self.shards)
-        if self.test_shards is None:
-            train, test = train.split(self.test_fraction, seed=self.split_seed)
-        else:
-            test = self.read(self.test_shards)
-        return DataSplit(train, test, train.sample_shape)
-
-    def samples(self, part: Any) -> Any:
-        """The images of one part, decoded as embedding reads them (``embed`` embeds them with the image tower)."""
-        return part
-
-    def read_samples(self, path: str) -> Any:
-        """The images of the shard list ``path`` (a brace pattern), decoded as embedding reads them."""
-        return self.read(path)
 
 
 @ViewsConfig.register("image_text")
@@ -225,8 +196,7 @@ class ImageTextViewsConfig(ViewsConfig):
         tokens = tokenize_captions(train.captions, method.text_tower.tokenizer, self.long_captions)
         transform = None
         if self.crop_scale is not None:
-            side = train.image_size if hasattr(train, "image_size") else train.images.shape[-1]  # shards / memory
-            transform = v2.RandomResizedCrop(side, scale=self.crop_scale, antialias=True)
+            transform = v2.RandomResizedCrop(train.sample_shape[-1], scale=self.crop_scale, antialias=True)
         return ImageTextViews(tokens, transform)
 
 

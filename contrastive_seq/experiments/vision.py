@@ -181,8 +181,8 @@ class ImageShardsData(DataConfig):
     a counted warning. ``test_shards``, or a seeded ``test_fraction``, is held
     out. Probes run after training when every sample has a class; they decode
     both parts into memory once, so hold out a small part (``test_shards``)
-    or set ``evaluation: {name: none}`` for large sets. The shard index is
-    kept in ``index_dir`` (default: next to the shards) and rebuilt when a shard changes.
+    or set ``evaluation: {name: none}`` for large sets. Each shard's index is
+    cached in ``index_dir`` (default: beside the shard) and rebuilt when the shard changes.
     """
 
     evaluation: ClassVar[str] = "probes"
