@@ -138,6 +138,41 @@ def ours(pattern: str, args: Namespace) -> dict[str, float]:
     return {**index, **measure(loader, args.batch_size, args.steps)}
 
 
+def index_figures(pattern: str, image_size: int) -> dict[str, float]:
+    """One process: seconds to build the dataset scanning the tars (an empty ``index_dir``) and then from
+    the caches just written, the memory the built dataset holds (tracemalloc), and the private memory of a
+    forked child after it reads 100 batches of 256 random images (``Private_Clean + Private_Dirty``)."""
+    import gc
+    import tempfile
+    import tracemalloc
+
+    figures = {}
+    with tempfile.TemporaryDirectory() as index_dir:
+        for name in ("scan_s", "cached_s"):
+            start = time.perf_counter()
+            ShardedImageText(pattern, image_size=image_size, index_dir=index_dir)
+            figures[name] = time.perf_counter() - start
+        gc.collect()
+        tracemalloc.start()
+        data = ShardedImageText(pattern, image_size=image_size, index_dir=index_dir)
+        gc.collect()
+        figures["dataset_mib"] = tracemalloc.get_traced_memory()[0] / 2**20
+        tracemalloc.stop()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # a DataLoader worker's situation: forked after the dataset was built
+        generator = torch.Generator().manual_seed(0)
+        for _ in range(100):
+            data[torch.randint(len(data), (256,), generator=generator)]
+        gc.collect()
+        os.write(write, str(_memory_kib(os.getpid(), ("Private_Clean", "Private_Dirty"))).encode())
+        os._exit(0)
+    os.close(write)
+    figures["forked_child_private_mib"] = int(os.read(read, 64)) / 1024
+    os.waitpid(child, 0)
+    return figures
+
+
 def open_clips(pattern: str, pairs: int, args: Namespace) -> dict[str, float]:
     import open_clip
     from open_clip_train.data import get_wds_dataset
@@ -160,13 +195,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path("data/shards_scale"))
     parser.add_argument("--ours-only", action="store_true", help="skip open_clip's pipeline")
+    parser.add_argument("--index", action="store_true",
+                        help="also the index figures in one process (scan vs cache, dataset memory, a forked child)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     for pairs in args.pairs:
         start = time.perf_counter()
         pattern = write_pairs(args.cache / str(pairs), pairs)
         written = time.perf_counter() - start
-        result = {"pairs": pairs, "write_s": written, "ours": ours(pattern, args)}
+        result = {"pairs": pairs, "write_s": written}
+        if args.index:  # first: the forked child meets the heap of a process that has only built the dataset
+            result["index"] = index_figures(pattern, args.image_size)
+        result["ours"] = ours(pattern, args)
         if not args.ours_only:
             result["open_clip"] = open_clips(pattern, pairs, args)
             result["throughput_ratio"] = result["ours"]["pairs_per_s"] / result["open_clip"]["pairs_per_s"]

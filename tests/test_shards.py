@@ -225,7 +225,8 @@ def test_the_shard_index_is_cached_and_rebuilt_when_a_shard_changes(shard_set, t
 
 def test_clip_and_simclr_train_on_shards_from_a_config_with_local_weights(shard_set, tmp_path):
     """``contrastive-seq train`` on the 4 shards, each tower or backbone started from a weights file the test
-    writes and locked: after training it still holds exactly the file's weights (and the run embeds shards)."""
+    writes and locked: after training it still holds exactly the file's weights; with the file deleted, the
+    run still embeds shards and exports."""
     import open_clip
     import torchvision
     from safetensors.torch import save_file
@@ -251,6 +252,7 @@ def test_clip_and_simclr_train_on_shards_from_a_config_with_local_weights(shard_
     visual = {key: value for key, value in clip_weights.items() if key.startswith("visual.")}
     for key, value in visual.items():
         assert torch.equal(trained[key.replace("visual.", "image_tower.backbone.", 1)], value), key
+    (tmp_path / "clip.safetensors").unlink()  # initial weights only: the trained run embeds without them
     assert main(["embed", str(run), pattern, "-o", str(tmp_path / "z.npy"), "--no-progress"]) == 0
     assert np.load(tmp_path / "z.npy").shape == (NUM_PAIRS, 16)
 
@@ -264,3 +266,5 @@ def test_clip_and_simclr_train_on_shards_from_a_config_with_local_weights(shard_
     frozen = [key for key, value in torchvision.models.resnet18().named_parameters() if not key.startswith("fc.")]
     for key in frozen:
         assert torch.equal(trained[f"encoder.network.{key}"], resnet[key]), key
+    (tmp_path / "resnet18.safetensors").unlink()
+    assert main(["export", str(run), "-o", str(tmp_path / "resnet.pt")]) == 0
