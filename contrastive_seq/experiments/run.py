@@ -6,7 +6,9 @@ A run writes into ``train.output_dir``: ``checkpoint.pt`` and
 ``metrics.jsonl`` (the Trainer), ``config.yaml`` (the resolved config),
 ``results.json`` (the evaluation table, empty when nothing was evaluated),
 ``loss.png`` and the evaluator's figures. :func:`load_run` rebuilds a run
-from that directory for ``evaluate``, ``export`` and ``embed``.
+from that directory for ``evaluate`` (data included); ``export`` and
+``embed`` rebuild only its encoder, from the config and the checkpoint's
+:func:`encoder_record` (see :mod:`contrastive_seq.export`).
 """
 
 from __future__ import annotations
