@@ -232,8 +232,8 @@ def cached_shard_index(shard: Path, index_dir: str | os.PathLike | None = None) 
         cache.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(cache, lambda file: np.savez(file, stamp=stamp, source=source, **index))
     except OSError as error:
-        warnings.warn(f"the index of shard {shard} cannot be cached at {cache} ({error}); "
-                      "it is rebuilt on every start (set index_dir to a writable folder)", stacklevel=4)
+        warnings.warn(f"shard indexes cannot be cached in {cache.parent} ({error.strerror or error}); they are "
+                      "rebuilt on every start (set index_dir to a writable folder)", stacklevel=4)  # once per folder
     return index
 
 

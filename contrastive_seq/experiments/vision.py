@@ -198,7 +198,7 @@ class ImageShardsData(DataConfig):
 
     def __post_init__(self) -> None:
         if not self.shards:
-            raise ConfigError("data.shards must name the shards, e.g. 'images-{000000..000099}.tar'")
+            raise ConfigError("data.shards must name the shards: a brace pattern such as 'shards-{000000..000099}.tar'")
 
     def read(self, shards: str | list[str]) -> Any:
         """The :class:`~contrastive_seq.data.shards.ShardedImages` of ``shards`` with this section's settings."""
