@@ -141,7 +141,8 @@ def ours(pattern: str, args: Namespace) -> dict[str, float]:
 def index_figures(pattern: str, image_size: int) -> dict[str, float]:
     """One process: seconds to build the dataset scanning the tars (an empty ``index_dir``) and then from
     the caches just written, the memory the built dataset holds (tracemalloc), and the private memory of a
-    forked child after it reads 100 batches of 256 random images (``Private_Clean + Private_Dirty``)."""
+    forked child after it reads 100 batches of 256 random images (``Private_Clean + Private_Dirty``), plain
+    and with ``gc.freeze()`` in the parent before the fork."""
     import gc
     import tempfile
     import tracemalloc
@@ -158,18 +159,24 @@ def index_figures(pattern: str, image_size: int) -> dict[str, float]:
         gc.collect()
         figures["dataset_mib"] = tracemalloc.get_traced_memory()[0] / 2**20
         tracemalloc.stop()
-    read, write = os.pipe()
-    child = os.fork()
-    if child == 0:  # a DataLoader worker's situation: forked after the dataset was built
-        generator = torch.Generator().manual_seed(0)
-        for _ in range(100):
-            data[torch.randint(len(data), (256,), generator=generator)]
-        gc.collect()
-        os.write(write, str(_memory_kib(os.getpid(), ("Private_Clean", "Private_Dirty"))).encode())
-        os._exit(0)
-    os.close(write)
-    figures["forked_child_private_mib"] = int(os.read(read, 64)) / 1024
-    os.waitpid(child, 0)
+    for name, freeze in (("forked_child_private_mib", False), ("forked_child_private_mib_gc_frozen", True)):
+        if freeze:  # the collector then leaves the parent's objects alone, in the child too
+            gc.collect()
+            gc.freeze()
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # a DataLoader worker's situation: forked after the dataset was built
+            generator = torch.Generator().manual_seed(0)
+            for _ in range(100):
+                data[torch.randint(len(data), (256,), generator=generator)]
+            gc.collect()
+            os.write(write, str(_memory_kib(os.getpid(), ("Private_Clean", "Private_Dirty"))).encode())
+            os._exit(0)
+        os.close(write)
+        figures[name] = int(os.read(read, 64)) / 1024
+        os.close(read)
+        os.waitpid(child, 0)
+    gc.unfreeze()
     return figures
 
 
