@@ -142,7 +142,8 @@ def encoder_from_run(run: str | os.PathLike, overrides: Sequence[str] = ()) -> E
     module, networks = _build(config, sample_shape)
     model = state["model"]
     try:
-        states = {name: {key: model[owner] for key, owner in keys.items()} for name, keys in record["state_keys"].items()}
+        states = {name: {key: model[owner] for key, owner in keys.items()}
+                  for name, keys in record["state_keys"].items()}
     except KeyError as error:
         raise CheckpointError(f"{checkpoint} lacks the weight {error} its record names") from error
     _load({"encoder": module, **networks}, states, checkpoint)

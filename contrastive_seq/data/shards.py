@@ -143,7 +143,8 @@ class _Texts:
     @classmethod
     def from_list(cls, texts: Sequence[str]) -> _Texts:
         encoded = [text.encode("utf-8") for text in texts]
-        return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), np.cumsum([len(b) for b in encoded], dtype=np.int64))
+        ends = np.cumsum([len(item) for item in encoded], dtype=np.int64)
+        return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), ends)
 
     @classmethod
     def concatenate(cls, parts: Sequence[_Texts]) -> _Texts:
@@ -279,7 +280,8 @@ class _ShardReader:
             incomplete = np.flatnonzero(lacks_image | lacks_caption)
             if incomplete.size:
                 row = int(incomplete[0])
-                lacks = [what for what, absent in (("image", lacks_image[row]), ("caption", lacks_caption[row])) if absent]
+                lacks = [what for what, absent in (("image", lacks_image[row]), ("caption", lacks_caption[row]))
+                         if absent]
                 if on_missing == "error":
                     raise ValueError(
                         f"shard {path}: sample {shard_keys[row]} has no {' and no '.join(lacks)}; "
@@ -310,7 +312,7 @@ class _ShardReader:
     def _read_labels(
         self, labels: np.ndarray | None, class_names: Sequence[str] | None
     ) -> tuple[torch.Tensor | None, list[str] | None]:
-        """``(labels (n,), class names)`` from the classes of every sample (``None``: some lack one), else ``(None, None)``."""
+        """``(labels (n,), class names)`` from every sample's class (``labels`` ``None``: some lack one: ``(None, None)``)."""
         if labels is None:
             return None, None
         tensor = torch.from_numpy(labels)
@@ -360,7 +362,7 @@ class _ShardReader:
             raise ValueError(f"shard {self.shard_paths[shard]}: the image of sample {self._keys[i]} cannot be decoded: {error}") from error
 
     def __getitem__(self, index: torch.Tensor | slice) -> torch.Tensor:
-        """Images at ``index`` (any shape, or a slice) as float32 in [0, 1]: ``index.shape + (3, image_size, image_size)``."""
+        """Images at ``index`` (any shape, or a slice), float32 in [0, 1]: ``index.shape + (3, image_size, image_size)``."""
         if isinstance(index, slice):
             index = torch.arange(len(self))[index]
         index = torch.as_tensor(index)
@@ -456,5 +458,5 @@ class ShardedImages(_ShardReader):
         return self.subset(first), self.subset(second)
 
     def load(self) -> ArrayDataset:
-        """Every image decoded into memory: ``ArrayDataset(inputs (n, 3, S, S), labels)`` (for probes on a small part)."""
+        """Every image decoded into memory: ``ArrayDataset(inputs (n, 3, S, S), labels)`` (probes on a small part)."""
         return ArrayDataset(self[torch.arange(len(self))], self.labels)
