@@ -41,6 +41,8 @@ def test_embed_and_export_after_the_training_data_is_deleted(recording_run, tmp_
     assert "rec.npz" in capsys.readouterr().err
     assert embed(run, new, "-o", tmp_path / "z.npy", "--features", "context") == 2
     assert "features='context': the encoder of method 'cebra' offers ['encoder']" in capsys.readouterr().err
+    assert embed(run, new, "-o", tmp_path / "z.h5", "--frames") == 2
+    assert "encoder 'offset' gives one row per sample: per-file frames apply to audio" in capsys.readouterr().err
 
 
 def test_an_older_run_without_the_record_says_what_is_missing(recording_run, tmp_path, capsys):
