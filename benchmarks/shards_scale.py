@@ -14,10 +14,13 @@ size, workers and augmentation (a random resized crop, scale 0.9-1):
   sample shuffle buffer, PIL decoding, its train transform and tokenizer).
 
 Reported per loader: pairs per second over ``--steps`` batches after 20
-warm-up batches (loading + decoding + augmenting; no model), and the resident
-memory of the loader's processes (main + workers, ``VmRSS`` summed) at batch
-100 and at the end. Our index build time and the memory it holds are
-reported too. Both loaders tokenise with a context of 16 tokens.
+warm-up batches (loading + decoding + augmenting; no model), and the memory
+of the loader's processes at batch 100 and at the end: resident (``Rss``
+summed over main + workers, so pages the forked workers share with the main
+process count once per process), proportional (``Pss`` summed: a shared
+page counts once in all) and the workers' private memory (copied on write,
+or their own). Our index time (read from the cached shard indexes after the
+first run) and the memory it holds are reported too. Both loaders tokenise with a context of 16 tokens.
 """
 
 from __future__ import annotations
@@ -69,21 +72,39 @@ def write_pairs(folder: Path, pairs: int) -> str:
     return pattern
 
 
-def loader_rss_mib() -> float:
-    """Resident memory of this process and its children (DataLoader workers), MiB."""
+def _loader_pids() -> list[int]:
+    """This process and its children (DataLoader workers)."""
     pids = [os.getpid()]
     for task in Path(f"/proc/{os.getpid()}/task").iterdir():
         children = (task / "children").read_text().split()
         pids.extend(int(pid) for pid in children)
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except FileNotFoundError:
-            continue
-    return total / 1024
+    return pids
+
+
+def _memory_kib(pid: int, fields: tuple[str, ...]) -> int:
+    """The sum of ``fields`` (kB lines) of ``/proc/PID/smaps_rollup``; 0 for a process that has exited."""
+    try:
+        lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    return sum(int(line.split()[1]) for line in lines if line.split(":")[0] in fields)
+
+
+def loader_rss_mib() -> float:
+    """Resident memory of this process and its children (DataLoader workers), MiB: pages shared by
+    forked workers are counted once per process (what ``top`` shows, summed)."""
+    return sum(_memory_kib(pid, ("Rss",)) for pid in _loader_pids()) / 1024
+
+
+def loader_pss_mib() -> float:
+    """Proportional memory of this process and its workers, MiB: a page shared by k processes counts 1/k,
+    so the sum is the memory the loader really holds."""
+    return sum(_memory_kib(pid, ("Pss",)) for pid in _loader_pids()) / 1024
+
+
+def workers_private_mib() -> float:
+    """Memory the workers hold privately (copied on write, or their own), MiB: what grows per worker."""
+    return sum(_memory_kib(pid, ("Private_Clean", "Private_Dirty")) for pid in _loader_pids()[1:]) / 1024
 
 
 def measure(batches: object, batch_size: int, steps: int) -> dict[str, float]:
@@ -92,13 +113,15 @@ def measure(batches: object, batch_size: int, steps: int) -> dict[str, float]:
     for _ in range(20):
         next(iterator)
     start = time.perf_counter()
-    at_100 = None
+    at_100 = {}
     for step in range(steps):
         next(iterator)
         if step == 100:
-            at_100 = loader_rss_mib()
+            at_100 = {"rss_mib_at_100": loader_rss_mib(), "pss_mib_at_100": loader_pss_mib(),
+                      "workers_private_mib_at_100": workers_private_mib()}
     seconds = time.perf_counter() - start
-    return {"pairs_per_s": steps * batch_size / seconds, "rss_mib_at_100": at_100, "rss_mib_end": loader_rss_mib()}
+    return {"pairs_per_s": steps * batch_size / seconds, **at_100, "rss_mib_end": loader_rss_mib(),
+            "pss_mib_end": loader_pss_mib(), "workers_private_mib_end": workers_private_mib()}
 
 
 def ours(pattern: str, args: Namespace) -> dict[str, float]:
@@ -113,6 +136,48 @@ def ours(pattern: str, args: Namespace) -> dict[str, float]:
     batches = SampledBatches(data, PairedSampler(data.caption_image, len(data)), views, args.batch_size, steps)
     loader = DataLoader(batches, batch_size=None, sampler=range(steps), num_workers=args.workers)
     return {**index, **measure(loader, args.batch_size, args.steps)}
+
+
+def index_figures(pattern: str, image_size: int) -> dict[str, float]:
+    """One process: seconds to build the dataset scanning the tars (an empty ``index_dir``) and then from
+    the caches just written, the memory the built dataset holds (tracemalloc), and the private memory of a
+    forked child after it reads 100 batches of 256 random images (``Private_Clean + Private_Dirty``), plain
+    and with ``gc.freeze()`` in the parent before the fork."""
+    import gc
+    import tempfile
+    import tracemalloc
+
+    figures = {}
+    with tempfile.TemporaryDirectory() as index_dir:
+        for name in ("scan_s", "cached_s"):
+            start = time.perf_counter()
+            ShardedImageText(pattern, image_size=image_size, index_dir=index_dir)
+            figures[name] = time.perf_counter() - start
+        gc.collect()
+        tracemalloc.start()
+        data = ShardedImageText(pattern, image_size=image_size, index_dir=index_dir)
+        gc.collect()
+        figures["dataset_mib"] = tracemalloc.get_traced_memory()[0] / 2**20
+        tracemalloc.stop()
+    for name, freeze in (("forked_child_private_mib", False), ("forked_child_private_mib_gc_frozen", True)):
+        if freeze:  # the collector then leaves the parent's objects alone, in the child too
+            gc.collect()
+            gc.freeze()
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # a DataLoader worker's situation: forked after the dataset was built
+            generator = torch.Generator().manual_seed(0)
+            for _ in range(100):
+                data[torch.randint(len(data), (256,), generator=generator)]
+            gc.collect()
+            os.write(write, str(_memory_kib(os.getpid(), ("Private_Clean", "Private_Dirty"))).encode())
+            os._exit(0)
+        os.close(write)
+        figures[name] = int(os.read(read, 64)) / 1024
+        os.close(read)
+        os.waitpid(child, 0)
+    gc.unfreeze()
+    return figures
 
 
 def open_clips(pattern: str, pairs: int, args: Namespace) -> dict[str, float]:
@@ -136,15 +201,22 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path("data/shards_scale"))
+    parser.add_argument("--ours-only", action="store_true", help="skip open_clip's pipeline")
+    parser.add_argument("--index", action="store_true",
+                        help="also the index figures in one process (scan vs cache, dataset memory, a forked child)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     for pairs in args.pairs:
         start = time.perf_counter()
         pattern = write_pairs(args.cache / str(pairs), pairs)
         written = time.perf_counter() - start
-        result = {"pairs": pairs, "write_s": written, "ours": ours(pattern, args),
-                  "open_clip": open_clips(pattern, pairs, args)}
-        result["throughput_ratio"] = result["ours"]["pairs_per_s"] / result["open_clip"]["pairs_per_s"]
+        result = {"pairs": pairs, "write_s": written}
+        if args.index:  # first: the forked child meets the heap of a process that has only built the dataset
+            result["index"] = index_figures(pattern, args.image_size)
+        result["ours"] = ours(pattern, args)
+        if not args.ours_only:
+            result["open_clip"] = open_clips(pattern, pairs, args)
+            result["throughput_ratio"] = result["ours"]["pairs_per_s"] / result["open_clip"]["pairs_per_s"]
         print(json.dumps(result), flush=True)
 
 

@@ -60,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     embed.add_argument("-o", "--output", required=True, help="output .npy, .h5 or .hdf5 (dataset 'embedding')")
     embed.add_argument("--key", default=None, help="the array of a .npz file holding several")
     embed.add_argument("--batch-size", type=int, default=1024, help="rows (or time points) per batch (default 1024)")
+    embed.add_argument("--features", default=None,
+                       help="which representation: CPC offers 'context' (c_t, the default) and 'frame' (z_t); "
+                       "other methods their encoder's output")
+    embed.add_argument("--frames", action="store_true",
+                       help="audio: every frame of each file (one row per 10 ms), concatenated in file order, into "
+                       "HDF5 with datasets embedding, lengths (frames per file) and files; default: one row per file")
     embed.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_overrides(embed)
     return parser
@@ -98,22 +104,21 @@ def _embed(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from contrastive_seq.config import ConfigError
-    from contrastive_seq.export import from_run, load_encoder, read_array, write_embedding
+    from contrastive_seq.export import encoder_from_run, load_encoder, read_array, write_embedding
 
     source = Path(args.source)
     if source.is_dir():
-        encoder, data = from_run(source, args.overrides)
+        encoder = encoder_from_run(source, args.overrides)  # the run's config and checkpoint, not its data
+        config = encoder.config
     else:
-        encoder, data = load_encoder(source), None
-    config = encoder.config
-    if args.data in ("train", "test"):
-        if data is None:
-            from contrastive_seq.config import apply_overrides, to_mapping
-            from contrastive_seq.experiments.run import config_from_mapping
+        from contrastive_seq.config import apply_overrides, to_mapping
+        from contrastive_seq.experiments.run import config_from_mapping
 
-            config = config_from_mapping(apply_overrides(to_mapping(config), args.overrides))
-            data = config.data.build(config)
-        part = getattr(data, args.data)
+        encoder = load_encoder(source)
+        config = config_from_mapping(apply_overrides(to_mapping(encoder.config), args.overrides))
+    encoder.network(args.features)  # an unknown representation is refused before any data is read
+    if args.data in ("train", "test"):
+        part = getattr(config.data.build(config), args.data)
         if part is None:
             raise ConfigError(f"the data section {config.data.name!r} has no {args.data} part")
         inputs = config.data.samples(part)
@@ -121,12 +126,18 @@ def _embed(args: argparse.Namespace) -> None:
         inputs = config.data.read_samples(args.data)  # a file or folder of the kind the run trained on
     else:
         inputs = read_array(args.data, args.key)
-    batches = -(-len(inputs) // args.batch_size)
-    blocks = tqdm(
-        encoder.embed_batches(inputs, args.batch_size), total=batches, desc="embed", unit="batch",
-        disable=args.no_progress,
-    )
-    rows, dim = write_embedding(blocks, args.output)
+    if args.frames:
+        names = getattr(inputs, "names", None) or [args.data]  # the files of a folder, or the one waveform
+        blocks = tqdm(encoder.frames(inputs, args.features), total=len(names), desc="embed", unit="file",
+                      disable=args.no_progress)
+        rows, dim = write_embedding(blocks, args.output, names)
+    else:
+        batches = -(-len(inputs) // args.batch_size)
+        blocks = tqdm(
+            encoder.embed_batches(inputs, args.batch_size, args.features), total=batches, desc="embed", unit="batch",
+            disable=args.no_progress,
+        )
+        rows, dim = write_embedding(blocks, args.output)
     print(f"wrote embeddings ({rows}, {dim}) to {args.output}")
 
 

@@ -10,6 +10,11 @@ by its config section's builder (no data, no sampler, no optimiser)::
     export_encoder("runs/simclr_digits", "digits_encoder.pt")
     encoder = load_encoder("digits_encoder.pt")
     z = encoder.embed(images)                  # (n, dim) numpy array
+
+Exporting a run, or embedding with it, needs only the run's folder (its
+config and checkpoint), not its training data. A CPC export also keeps the
+context model: ``encoder.embed(waveform)`` gives the context vectors c_t
+``(frames, context_dim)``, ``features="frame"`` the frames z_t.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +31,10 @@ from torch import nn
 
 from contrastive_seq.atomic_files import write_atomically
 from contrastive_seq.config import ConfigError, to_mapping
-from contrastive_seq.experiments.run import config_from_mapping, load_run
+from contrastive_seq.experiments.run import ENCODER_RECORD, config_from_mapping, load_run, run_config
 from contrastive_seq.experiments.sections import ExperimentConfig
 from contrastive_seq.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from contrastive_seq.training.trainer import CHECKPOINT_NAME
 
 EXPORT_FORMAT = "contrastive_seq.encoder"
 EXPORT_VERSION = 1
@@ -36,43 +42,134 @@ EXPORT_VERSION = 1
 
 @dataclass
 class ExportedEncoder:
-    """A trained encoder with the config that built it.
+    """A trained encoder with the config that built it, and the networks after it that give other representations.
 
     Attributes:
         module: the encoder network, in eval mode.
         config: the run's resolved config (``config.encoder`` built ``module``).
         sample_shape: the shape of one input sample (``(C, H, W)``, ``(channels,)``, ...).
+        networks: the method's feature networks by name (CPC: ``context``), in eval mode.
     """
 
     module: nn.Module
     config: ExperimentConfig
     sample_shape: tuple[int, ...]
+    networks: dict[str, nn.Module] = field(default_factory=dict)
 
-    def embed_batches(self, inputs: Any, batch_size: int = 1024) -> Iterator[np.ndarray]:
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The representations offered: the encoder's own output (``frame`` for CPC, else ``encoder``), then
+        one per feature network (``context``)."""
+        return (type(self.config.method).encoder_features, *self.networks)
+
+    def network(self, features: str | None = None) -> nn.Module:
+        """The network that computes ``features`` (``None``: the method's default, ``context`` for CPC).
+
+        Raises:
+            ValueError: naming ``features`` and the representations this encoder offers.
+        """
+        method = type(self.config.method)
+        features = method.default_features if features is None else features
+        if features not in self.features:
+            raise ValueError(f"features={features!r}: the encoder of method {self.config.method.name!r} "
+                             f"offers {list(self.features)}")
+        if features == method.encoder_features:
+            return self.module.eval()
+        return nn.Sequential(self.module, self.networks[features]).eval()
+
+    def embed_batches(self, inputs: Any, batch_size: int = 1024, features: str | None = None) -> Iterator[np.ndarray]:
         """Embeddings of ``inputs`` block after block (see :meth:`EncoderConfig.embed`), reading as it goes."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        self.module.eval()
-        return self.config.encoder.embed(self.module, inputs, batch_size)
+        return self.config.encoder.embed(self.network(features), inputs, batch_size)
 
-    def embed(self, inputs: Any, batch_size: int = 1024) -> np.ndarray:
+    def frames(self, inputs: Any, features: str | None = None) -> Iterator[np.ndarray]:
+        """Audio encoders: one array ``(frames, dim)`` per waveform of ``inputs`` (a waveform ``(time,)`` or
+        an audio folder read with the run's settings), in order, reading as it goes (see ``EncoderConfig.frames``)."""
+        return self.config.encoder.frames(self.network(features), inputs)
+
+    def embed(self, inputs: Any, batch_size: int = 1024, features: str | None = None) -> np.ndarray:
         """Embeddings ``(rows, dim)`` float32 of ``inputs``: images ``(n, C, H, W)``, a recording ``(T, channels)``,
-        a waveform ``(time,)``, in the layout and scale the run trained on."""
-        return np.concatenate(list(self.embed_batches(inputs, batch_size)))
+        a waveform ``(time,)`` (one row per frame: CPC's context vectors c_t, or with ``features="frame"``
+        the frames z_t), in the layout and scale the run trained on."""
+        return np.concatenate(list(self.embed_batches(inputs, batch_size, features)))
+
+
+def _build(config: ExperimentConfig, sample_shape: tuple[int, ...]) -> tuple[nn.Module, dict[str, nn.Module]]:
+    """The encoder and feature networks ``config`` builds, untrained, without reading initial weight files."""
+    encoder_config = replace(config.encoder, **{name: None for name in type(config.encoder).weight_files})
+    module = encoder_config.build(config, sample_shape)
+    return module, config.method.feature_networks(config, module)
+
+
+def _load(modules: dict[str, nn.Module], states: dict[str, Any], source: str | os.PathLike) -> None:
+    for name, module in modules.items():
+        if name not in states:
+            raise CheckpointError(f"{source} holds no weights of the {name}")
+        try:
+            module.load_state_dict(states[name])
+        except RuntimeError as error:
+            raise CheckpointError(f"{source}: the weights do not fit the {name} its config builds: {error}") from error
+        module.eval()
+
+
+def encoder_from_run(run: str | os.PathLike, overrides: Sequence[str] = ()) -> ExportedEncoder:
+    """The trained encoder (and feature networks) of the run in directory ``run``, from its config and checkpoint only.
+
+    The training data is not read: the checkpoint records the input shape
+    and where the encoder's weights are (:func:`~contrastive_seq.experiments.run.encoder_record`).
+    A run trained before checkpoints kept that record is rebuilt from its data section.
+
+    Raises:
+        ConfigError: naming the run, when it lacks a config or checkpoint, or is an older run whose data cannot be read.
+    """
+    config = run_config(run, overrides)
+    checkpoint = Path(run) / CHECKPOINT_NAME
+    state = load_checkpoint(checkpoint)
+    record = (state.get("run_settings") or {}).get(ENCODER_RECORD)
+    if record is None:
+        try:
+            experiment, _ = load_run(run, overrides)
+        except (OSError, ValueError, ConfigError) as error:
+            raise ConfigError(
+                f"run {run} was trained before checkpoints recorded the encoder's input shape ({checkpoint} has no "
+                f"run_settings.{ENCODER_RECORD}.sample_shape), so its training data must be read to rebuild the "
+                f"encoder, and that failed: {error}"
+            ) from error
+        networks = {name: module.eval() for name, module in experiment.method.feature_networks().items()}
+        return ExportedEncoder(experiment.encoder.eval(), experiment.config, experiment.data.sample_shape, networks)
+    sample_shape = tuple(int(size) for size in record["sample_shape"])
+    module, networks = _build(config, sample_shape)
+    model = state["model"]
+    try:
+        states = {name: {key: model[owner] for key, owner in keys.items()}
+                  for name, keys in record["state_keys"].items()}
+    except KeyError as error:
+        raise CheckpointError(f"{checkpoint} lacks the weight {error} its record names") from error
+    _load({"encoder": module, **networks}, states, checkpoint)
+    return ExportedEncoder(module, config, sample_shape, networks)
 
 
 def export_encoder(run: str | os.PathLike, path: str | os.PathLike) -> Path:
-    """Write the encoder of the training run in directory ``run`` to ``path`` (atomically); returns ``path``."""
-    experiment, _ = load_run(run)
+    """Write the encoder (and feature networks) of the training run in directory ``run`` to ``path`` (atomically).
+
+    Needs only the run's config and checkpoint, not its training data. Returns ``path``.
+    """
+    encoder = encoder_from_run(run)
     state = {
         "format": EXPORT_FORMAT,
         "format_version": EXPORT_VERSION,
-        "config": to_mapping(experiment.config),
-        "sample_shape": list(experiment.data.sample_shape),
-        "encoder": {key: value.detach().cpu() for key, value in experiment.encoder.state_dict().items()},
+        "config": to_mapping(encoder.config),
+        "sample_shape": list(encoder.sample_shape),
+        "encoder": _plain_state(encoder.module),
+        "features": {name: _plain_state(network) for name, network in encoder.networks.items()},
     }
     save_checkpoint(path, state)
     return Path(path)
+
+
+def _plain_state(module: nn.Module) -> dict[str, Any]:
+    return {key: value.detach().cpu() for key, value in module.state_dict().items()}
 
 
 def load_encoder(path: str | os.PathLike) -> ExportedEncoder:
@@ -91,19 +188,11 @@ def load_encoder(path: str | os.PathLike) -> ExportedEncoder:
                               f"this library reads {EXPORT_VERSION}")
     config = config_from_mapping(state["config"])
     sample_shape = tuple(int(size) for size in state["sample_shape"])
-    module = config.encoder.build(config, sample_shape)
-    try:
-        module.load_state_dict(state["encoder"])
-    except RuntimeError as error:
-        raise CheckpointError(f"{path}: the weights do not fit the encoder its config builds: {error}") from error
-    return ExportedEncoder(module.eval(), config, sample_shape)
-
-
-def from_run(run: str | os.PathLike, overrides: Sequence[str] = ()) -> tuple[ExportedEncoder, Any]:
-    """The trained encoder of the run in directory ``run`` and the run's built data (a :class:`DataSplit`)."""
-    experiment, _ = load_run(run, overrides)
-    encoder = ExportedEncoder(experiment.encoder.eval(), experiment.config, experiment.data.sample_shape)
-    return encoder, experiment.data
+    module, networks = _build(config, sample_shape)
+    saved = state.get("features") or {}  # files exported before feature networks were kept hold the encoder only
+    networks = {name: network for name, network in networks.items() if name in saved}
+    _load({"encoder": module, **networks}, {"encoder": state["encoder"], **saved}, path)
+    return ExportedEncoder(module, config, sample_shape, networks)
 
 
 def read_array(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
@@ -138,15 +227,23 @@ def _npy_header(shape: tuple[int, ...]) -> bytes:
         return file.read()
 
 
-def write_embedding(blocks: Iterator[np.ndarray], path: str | os.PathLike) -> tuple[int, int]:
+def write_embedding(
+    blocks: Iterator[np.ndarray], path: str | os.PathLike, block_names: Sequence[str] | None = None
+) -> tuple[int, int]:
     """Write ``(rows, dim)`` blocks as one array to ``.npy`` or to dataset ``embedding`` of an ``.h5`` / ``.hdf5`` file.
 
     Blocks are written as they come (memory: one block); the file appears
-    whole or not at all. Returns the array's shape.
+    whole or not at all. With ``block_names`` (one per block: each file's
+    frames), the HDF5 file also holds ``lengths (blocks,)`` (rows of each
+    block, in order) and ``files (blocks,)`` (the names). Returns the array's shape.
     """
     path = Path(path)
     if path.suffix not in (".npy", ".h5", ".hdf5"):
         raise ConfigError(f"output {path} must end in .npy, .h5 or .hdf5")
+    if block_names is not None and path.suffix == ".npy":
+        raise ConfigError(f"output {path}: per-file frames are written to HDF5 (datasets embedding, lengths, files); "
+                          "end it in .h5 or .hdf5")
+    lengths = []
     with tempfile.TemporaryFile(dir=path.parent if path.parent.is_dir() else None) as spool:
         rows, dim = 0, None
         for block in blocks:
@@ -155,6 +252,7 @@ def write_embedding(blocks: Iterator[np.ndarray], path: str | os.PathLike) -> tu
                 raise ValueError(f"embedding blocks must be (rows, {dim or 'dim'}), got {block.shape}")
             dim = block.shape[1]
             rows += len(block)
+            lengths.append(len(block))
             spool.write(block.tobytes())
         if dim is None:
             raise ValueError("nothing to embed: the data has no rows")
@@ -174,5 +272,8 @@ def write_embedding(blocks: Iterator[np.ndarray], path: str | os.PathLike) -> tu
                     for start in range(0, rows, step):
                         count = min(step, rows - start)
                         data[start : start + count] = np.frombuffer(spool.read(4 * dim * count), np.float32).reshape(count, dim)
+                    if block_names is not None:
+                        out.create_dataset("lengths", data=np.array(lengths, dtype=np.int64))
+                        out.create_dataset("files", data=[str(name) for name in block_names], dtype=h5py.string_dtype())
         write_atomically(path, fill)
     return rows, dim

@@ -135,13 +135,19 @@ def test_cpc_experiment_from_config_runs_end_to_end(tmp_path):
     assert run_experiment(config) == results  # a finished run trains nothing and returns its stored results
     from contrastive_seq.export import export_encoder, load_encoder
 
-    encoder = load_encoder(export_encoder(tmp_path / "run", tmp_path / "cpc.pt"))  # waveform -> frames (frames, 8)
+    encoder = load_encoder(export_encoder(tmp_path / "run", tmp_path / "cpc.pt"))
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
-    trained = waveform_encoder(8)
-    trained.load_state_dict({key[len("encoder."):]: value for key, value in state.items() if key.startswith("encoder.")})
+    trained = CPC(waveform_encoder(8), make_context_model("gru", 8, 8), StepPredictors(8, 8, 3), CPCLoss(4))
+    trained.load_state_dict(state)  # the run's own model, loaded by hand from its checkpoint
     with torch.no_grad():
-        expected = trained.eval()(waveforms[0].view(1, -1, 1))[0].numpy()
-    np.testing.assert_allclose(encoder.embed(waveforms[0].numpy()), expected, atol=1e-5)
+        frames = trained.eval().encoder(waveforms[0].view(1, -1, 1))[0].numpy()  # z_t (frames, 8)
+        context = trained.embed_frames(waveforms[0].view(1, -1, 1))[0].numpy()  # c_t (frames, 8)
+    assert encoder.features == ("frame", "context")
+    np.testing.assert_allclose(encoder.embed(waveforms[0].numpy()), context, atol=1e-5)  # CPC's default: context
+    np.testing.assert_allclose(encoder.embed(waveforms[0].numpy(), features="frame"), frames, atol=1e-5)
+    assert np.abs(context - frames).max() > 1e-3  # two different representations
+    with pytest.raises(ValueError, match=r"features='contxt': the encoder of method 'cpc' offers \['frame', 'context'\]"):
+        encoder.embed(waveforms[0].numpy(), features="contxt")
     too_short = load_experiment_config(ROOT / "configs/cpc_espeak.yaml", overrides[:1] + ["views.crop_length=1000"])
     with pytest.raises(ValueError, match="crop_length=1000 is shorter"):
         run_experiment(too_short)

@@ -132,6 +132,16 @@ def test_own_wav_folder_trains_embeds_and_classifies_speakers(tmp_path):
         z = file["embedding"][()]
     assert z.shape == (6, 16) and np.isfinite(z).all()  # one row per file: its frames' mean
     assert LogisticRegression().fit(z, speakers).score(z, speakers) >= 0.5
+    # every frame (c_t) of each file, concatenated in file order, with the frame count and name of each file
+    assert main(["embed", str(run), str(tmp_path / "new"), "-o", str(tmp_path / "frames.h5"), "--frames",
+                 "--no-progress"]) == 0
+    with h5py.File(tmp_path / "frames.h5") as file:
+        frames, lengths = file["embedding"][()], file["lengths"][()]
+        files = [name.decode() for name in file["files"][()]]
+    assert lengths.sum() == len(frames) and len(files) == 6 and files[0].endswith("0.wav")
+    per_file = np.split(frames, np.cumsum(lengths)[:-1])
+    np.testing.assert_allclose(np.stack([f.mean(0) for f in per_file]), z, atol=1e-5)  # the rows above are their means
+    assert main(["embed", str(run), str(tmp_path / "new"), "-o", str(tmp_path / "f.npy"), "--frames"]) == 2
 
 
 def write_pairs_tsv(root: Path, per_class: int, seed: int) -> tuple[Path, list[int]]:

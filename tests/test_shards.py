@@ -7,6 +7,7 @@ import json
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -189,3 +190,81 @@ def test_the_recipe_script_writes_shards_and_prints_their_pattern(shard_set, tmp
     assert pattern == str(tmp_path / "p-{000..002}.tar")
     assert json.loads((tmp_path / "classes.json").read_text()) == sorted(COLOURS)
     assert len(ShardedImageText(pattern, image_size=8)) == NUM_PAIRS
+
+
+def test_the_shard_index_is_cached_and_rebuilt_when_a_shard_changes(shard_set, tmp_path, monkeypatch):
+    """A second start reads every shard's cached index (no tar is scanned) and gives the same dataset;
+    a rewritten shard (another size and time) is scanned again, the others are not."""
+    from contrastive_seq.data import shards
+
+    _, pattern, class_names = shard_set
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    for shard in expand_shard_list(pattern):
+        (folder / shard.name).write_bytes(shard.read_bytes())
+    copied = str(folder / "pairs-{000000..000003}.tar")
+    scanned = []
+    scan = shards._scan_shard
+    monkeypatch.setattr(shards, "_scan_shard", lambda path: scanned.append(path.name) or scan(path))
+    first = ShardedImageText(copied, image_size=8, class_names=class_names)
+    assert len(scanned) == 4 and len(list(folder.glob("pairs-*.tar.index.npz"))) == 4
+    again = ShardedImageText(copied, image_size=8, class_names=class_names)
+    assert len(scanned) == 4  # every index from its cache
+    assert again.captions == first.captions and again.keys == first.keys and torch.equal(again.labels, first.labels)
+    everything = torch.arange(NUM_PAIRS)
+    assert torch.equal(again[everything], first[everything])
+    png = io.BytesIO()
+    Image.new("RGB", (4, 4), (9, 9, 9)).save(png, format="png")
+    write_tar(folder / "pairs-000002.tar", {"new.png": png.getvalue(), "new.txt": b"a grey square", "new.cls": b"0"})
+    changed = ShardedImageText(copied, image_size=8, class_names=class_names)
+    assert scanned[4:] == ["pairs-000002.tar"]
+    assert len(changed) == NUM_PAIRS - 4 + 1 and "a grey square" in changed.captions
+    elsewhere = ShardedImageText(copied, image_size=8, class_names=class_names, index_dir=tmp_path / "index")
+    assert len(list((tmp_path / "index").glob("pairs-*.index.npz"))) == 4 and elsewhere.keys == changed.keys
+
+
+def test_clip_and_simclr_train_on_shards_from_a_config_with_local_weights(shard_set, tmp_path):
+    """``contrastive-seq train`` on the 4 shards, each tower or backbone started from a weights file the test
+    writes and locked: after training it still holds exactly the file's weights; with the file deleted, the
+    run still embeds shards and exports."""
+    import open_clip
+    import torchvision
+    from safetensors.torch import save_file
+
+    from contrastive_seq.cli import main
+    from contrastive_seq.models.clip_towers import open_clip_config
+
+    _, pattern, class_names = shard_set
+    configs = ROOT / "configs" / "own_data"
+    quiet = ["train.max_steps=2", "train.batch_size=4", "train.warmup_steps=1", "train.num_workers=0",
+             "train.progress=false", "train.checkpoint_every=1000", "data.test_fraction=0.3", "data.image_size=16"]
+    vision = {"image_size": 16, "patch_size": 8, "width": 32, "layers": 1, "head_width": 16}
+    text = {"context_length": 24, "width": 32, "heads": 2, "layers": 1}
+    towers = open_clip_config(None, 16, vision, text)
+    clip_weights = open_clip.CustomTextCLIP(towers["embed_dim"], towers["vision_cfg"], towers["text_cfg"]).state_dict()
+    save_file(clip_weights, tmp_path / "clip.safetensors")
+    run = tmp_path / "clip_run"
+    assert main(["train", str(configs / "clip_image_text_shards.yaml"), f"data.shards={pattern}",
+                 f"data.class_names={class_names}", "encoder.embed_dim=16", f"encoder.vision={vision}",
+                 f"encoder.text={text}", f"encoder.pretrained={tmp_path / 'clip.safetensors'}",
+                 "encoder.lock_image=true", *quiet, f"train.output_dir={run}"]) == 0
+    trained = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+    visual = {key: value for key, value in clip_weights.items() if key.startswith("visual.")}
+    for key, value in visual.items():
+        assert torch.equal(trained[key.replace("visual.", "image_tower.backbone.", 1)], value), key
+    (tmp_path / "clip.safetensors").unlink()  # initial weights only: the trained run embeds without them
+    assert main(["embed", str(run), pattern, "-o", str(tmp_path / "z.npy"), "--no-progress"]) == 0
+    assert np.load(tmp_path / "z.npy").shape == (NUM_PAIRS, 16)
+
+    resnet = torchvision.models.resnet18().state_dict()
+    save_file(resnet, tmp_path / "resnet18.safetensors")
+    run = tmp_path / "simclr_run"
+    assert main(["train", str(configs / "simclr_image_shards.yaml"), f"data.shards={pattern}",
+                 f"encoder.weights_file={tmp_path / 'resnet18.safetensors'}", "encoder.freeze=true",
+                 "evaluation.name=none", *quiet, f"train.output_dir={run}"]) == 0
+    trained = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+    frozen = [key for key, value in torchvision.models.resnet18().named_parameters() if not key.startswith("fc.")]
+    for key in frozen:
+        assert torch.equal(trained[f"encoder.network.{key}"], resnet[key]), key
+    (tmp_path / "resnet18.safetensors").unlink()
+    assert main(["export", str(run), "-o", str(tmp_path / "resnet.pt")]) == 0

@@ -132,6 +132,11 @@ class ImageTextDataset:
         """Number of images n."""
         return self.images.shape[0]
 
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)``: the shape of one image."""
+        return tuple(self.images.shape[1:])
+
     def __getitem__(self, index: torch.Tensor) -> torch.Tensor:
         """Images at ``index`` (any shape) as float32 in [0, 1]: ``index.shape + (C, H, W)``."""
         return self.images[index].float() / 255

@@ -148,7 +148,9 @@ class CropViewsConfig(ViewsConfig):
 class CPCWaveformEncoderConfig(EncoderConfig):
     """CPC_audio's five-layer strided encoder (total stride 160) of width ``hidden_dim``.
 
-    An exported encoder embeds one waveform ``(time,)`` into frames ``(frames, hidden_dim)``.
+    An exported encoder embeds one waveform ``(time,)`` into one row per
+    frame, ``(frames, dim)``: the context vectors c_t (``features="context"``,
+    CPC's default) or the encoder's frames z_t (``features="frame"``).
     """
 
     name: str = "cpc_waveform"
@@ -161,22 +163,41 @@ class CPCWaveformEncoderConfig(EncoderConfig):
             raise ConfigError(f"encoder 'cpc_waveform' reads mono waveforms (one channel), got samples of shape {sample_shape}")
         return waveform_encoder(self.hidden_dim)
 
-    def embed(self, encoder: nn.Module, inputs: Any, batch_size: int) -> Iterator[np.ndarray]:
-        """The frames ``(frames, hidden_dim)`` of one waveform ``(time,)``, in one pass; or, for audio files
-        (:class:`~contrastive_seq.data.audio.IndexedSequences`), one row per file: its frames' mean
-        ``(files, hidden_dim)``, ``batch_size`` files per block, each file read when its block is embedded."""
+    def frames(self, encoder: nn.Module, inputs: Any) -> Iterator[np.ndarray]:
+        """One block ``(frames, dim)`` per waveform: of one waveform ``(time,)``, or of each audio file
+        (:class:`~contrastive_seq.data.audio.IndexedSequences`) in order, each file read when it is embedded.
+
+        ``encoder`` maps ``(1, time, 1)`` to ``(1, frames, dim)``: the frame encoder (z_t), or it followed
+        by the context model (c_t; see :class:`~contrastive_seq.export.ExportedEncoder`). Frame t covers
+        samples ``[160 t, 160 t + 465)`` (stride 160, receptive field 465).
+        """
         from contrastive_seq.data.audio import IndexedSequences
 
         device = next(encoder.parameters()).device
         with torch.no_grad():
             if not isinstance(inputs, IndexedSequences):
-                waveform = as_float_tensor(inputs).to(device).reshape(1, -1, 1)
-                yield encoder(waveform)[0].float().cpu().numpy()
+                yield encoder(as_float_tensor(inputs).to(device).reshape(1, -1, 1))[0].float().cpu().numpy()
                 return
-            for start in range(0, len(inputs), batch_size):
-                block = [encoder(inputs.sequence(i)[:, 0].to(device).view(1, -1, 1))[0].float().mean(0)
-                         for i in range(start, min(start + batch_size, len(inputs)))]
-                yield torch.stack(block).cpu().numpy()
+            for i in range(len(inputs)):
+                yield encoder(inputs.sequence(i)[:, 0].to(device).view(1, -1, 1))[0].float().cpu().numpy()
+
+    def embed(self, encoder: nn.Module, inputs: Any, batch_size: int) -> Iterator[np.ndarray]:
+        """The rows ``(frames, dim)`` of one waveform ``(time,)``, in one pass; or, for audio files
+        (:class:`~contrastive_seq.data.audio.IndexedSequences`), one row per file: its frames' mean
+        ``(files, dim)``, ``batch_size`` files per block (every frame of each file: :meth:`frames`)."""
+        from contrastive_seq.data.audio import IndexedSequences
+
+        if not isinstance(inputs, IndexedSequences):
+            yield from self.frames(encoder, inputs)
+            return
+        block = []
+        for frames in self.frames(encoder, inputs):
+            block.append(frames.mean(0))
+            if len(block) == batch_size:
+                yield np.stack(block)
+                block = []
+        if block:
+            yield np.stack(block)
 
 
 @MethodConfig.register("cpc")
@@ -194,17 +215,26 @@ class CPCMethodConfig(MethodConfig):
     negatives: Literal["batch", "sequence", "speaker"] = "batch"
     speaker_group_size: int = 4
 
+    encoder_features: ClassVar[str] = "frame"
+    default_features: ClassVar[str] = "context"
+
+    def feature_networks(self, config: ExperimentConfig, encoder: nn.Module) -> dict[str, nn.Module]:
+        """``context``: the autoregressive model over the encoder's frames, ``(batch, frames, context_dim)``."""
+        from contrastive_seq.models.cpc import make_context_model
+
+        return {"context": make_context_model(self.context, encoder.output_dim, self.context_dim, self.context_layers)}
+
     def build(self, config: ExperimentConfig, encoder: nn.Module, train: Any) -> tuple[Method, Sampler]:
         from contrastive_seq.losses.cpc import CPCLoss
         from contrastive_seq.methods.cpc import CPC
-        from contrastive_seq.models.cpc import StepPredictors, make_context_model
+        from contrastive_seq.models.cpc import StepPredictors
         from contrastive_seq.sampling.sequences import SequenceCropSampler, SpeakerGroupedSampler
 
         require_section(config, "views", CropViewsConfig, needed_by="method 'cpc'")
         require_section(config, "encoder", CPCWaveformEncoderConfig, needed_by="method 'cpc'")
         method = CPC(
             encoder,
-            make_context_model(self.context, encoder.output_dim, self.context_dim, self.context_layers),
+            self.feature_networks(config, encoder)["context"],
             StepPredictors(self.context_dim, encoder.output_dim, self.num_steps, self.predictor),
             CPCLoss(self.num_negatives, self.negatives),
         )

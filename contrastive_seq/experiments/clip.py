@@ -33,6 +33,7 @@ from contrastive_seq.experiments.sections import (
     ViewsConfig,
     require_section,
 )
+from contrastive_seq.experiments.vision import ImageShardsData
 
 if TYPE_CHECKING:
     from contrastive_seq.data.image_text import ImageTextDataset
@@ -148,6 +149,32 @@ class FashionMNISTCaptionsData(_ImageTextData):
         return _image_text(*parts)
 
 
+@DataConfig.register("image_text_shards")
+@dataclass
+class ImageTextShardsData(ImageShardsData):
+    """Image-caption pairs in WebDataset shards (see :mod:`contrastive_seq.data.shards`), read by index:
+    images are never loaded whole (captions are kept in memory as two arrays).
+
+    Each sample holds an image and a ``txt`` caption, optionally a ``cls``
+    class named by ``class_names`` (zero-shot needs classes; retrieval does
+    not); ``on_missing`` applies to a missing image or caption. The other
+    settings are :class:`~contrastive_seq.experiments.vision.ImageShardsData`'s
+    (``shards`` as open_clip's ``--train-data``); ``relevance`` and
+    ``templates`` as for ``image_text_file``.
+    """
+
+    evaluation: ClassVar[str] = "zero_shot"
+    name: str = "image_text_shards"
+    relevance: Literal["item", "class"] = "item"
+    templates: tuple[str, ...] = ZERO_SHOT_TEMPLATES
+
+    def read(self, shards: str | list[str]) -> Any:
+        """The :class:`~contrastive_seq.data.shards.ShardedImageText` of ``shards`` with this section's settings."""
+        from contrastive_seq.data.shards import ShardedImageText
+
+        return ShardedImageText(shards, self.image_size, self.on_missing, self.class_names, self.index_dir)
+
+
 @ViewsConfig.register("image_text")
 @dataclass
 class ImageTextViewsConfig(ViewsConfig):
@@ -169,7 +196,7 @@ class ImageTextViewsConfig(ViewsConfig):
         tokens = tokenize_captions(train.captions, method.text_tower.tokenizer, self.long_captions)
         transform = None
         if self.crop_scale is not None:
-            transform = v2.RandomResizedCrop(train.images.shape[-1], scale=self.crop_scale, antialias=True)
+            transform = v2.RandomResizedCrop(train.sample_shape[-1], scale=self.crop_scale, antialias=True)
         return ImageTextViews(tokens, transform)
 
 
@@ -186,8 +213,14 @@ class CLIPTowersConfig(EncoderConfig):
     ``cache_locked_features`` keeps a locked tower's backbone output per
     distinct input (each caption runs through a locked text tower once, not
     every step; see :meth:`~contrastive_seq.models.clip_towers.Tower.cache_features`).
+    ``pretrained``: a local open_clip checkpoint of this config (``.safetensors``,
+    or ``.pt`` / ``.bin`` read weights-only; see
+    :func:`~contrastive_seq.models.clip_towers.load_open_clip_weights`), the
+    towers' initial weights; ``lock_image`` / ``lock_text`` freeze a tower (LiT),
+    else it fine-tunes.
     """
 
+    weight_files: ClassVar[tuple[str, ...]] = ("pretrained",)
     name: str = "clip_towers"
     embed_dim: int = 128
     model_name: str | None = None
@@ -199,6 +232,7 @@ class CLIPTowersConfig(EncoderConfig):
     lock_image: bool = False
     lock_text: bool = False
     cache_locked_features: bool = False
+    pretrained: str | None = None
 
     def build(self, config: ExperimentConfig, sample_shape: tuple[int, ...]) -> nn.Module:
         """``ModuleDict(image=..., text=...)``: the two towers (see :func:`build_towers`)."""
@@ -238,7 +272,7 @@ class CLIPMethodConfig(MethodConfig):
         from contrastive_seq.sampling.paired import PairedSampler
 
         for section, kinds in (
-            ("data", (ImageTextFileData, FashionMNISTCaptionsData)),
+            ("data", (ImageTextFileData, FashionMNISTCaptionsData, ImageTextShardsData)),
             ("views", (ImageTextViewsConfig,)),
             ("encoder", (CLIPTowersConfig,)),
         ):
@@ -264,7 +298,8 @@ def build_towers(config: CLIPTowersConfig) -> tuple[ImageTower, TextTower]:
         raise ConfigError("encoder.text_directory and encoder.text_package are exclusive; give one")
     text_cfg = {"context_length": config.context_length, **(config.text or {})}
     image, text = open_clip_towers(
-        config.model_name, config.embed_dim, config.vision, text_cfg, config.lock_image, config.lock_text
+        config.model_name, config.embed_dim, config.vision, text_cfg, config.lock_image, config.lock_text,
+        pretrained=config.pretrained,
     )
     directory = config.text_directory
     if config.text_package is not None:

@@ -6,7 +6,9 @@ A run writes into ``train.output_dir``: ``checkpoint.pt`` and
 ``metrics.jsonl`` (the Trainer), ``config.yaml`` (the resolved config),
 ``results.json`` (the evaluation table, empty when nothing was evaluated),
 ``loss.png`` and the evaluator's figures. :func:`load_run` rebuilds a run
-from that directory for ``evaluate``, ``export`` and ``embed``.
+from that directory for ``evaluate`` (data included); ``export`` and
+``embed`` rebuild only its encoder, from the config and the checkpoint's
+:func:`encoder_record` (see :mod:`contrastive_seq.export`).
 """
 
 from __future__ import annotations
@@ -90,6 +92,31 @@ def build_experiment(config: ExperimentConfig) -> Experiment:
     method, sampler = config.method.build(config, encoder, data.train)
     views = config.views.build(config, data.train, method)
     return Experiment(config, data, encoder, method, sampler, views)
+
+
+#: the key of :func:`encoder_record` in the ``run_settings`` a checkpoint keeps
+ENCODER_RECORD = "export"
+
+
+def encoder_record(experiment: Experiment) -> dict[str, Any]:
+    """What a checkpoint keeps to rebuild the trained encoder without the data (for ``export`` and ``embed``).
+
+    ``sample_shape``: the shape of one input sample, which the encoder's
+    builder needs (channels, image size); ``state_keys``: for the encoder and
+    each of the method's feature networks, ``{its state-dict key: the method's
+    state-dict key}`` of every weight and buffer (found by identity, so any
+    method's layout works).
+    """
+    owner = {id(value): key for key, value in experiment.method.state_dict(keep_vars=True).items()}
+    modules = {"encoder": experiment.encoder, **experiment.method.feature_networks()}
+    keys = {}
+    for name, module in modules.items():
+        own = module.state_dict(keep_vars=True)
+        lost = [key for key, value in own.items() if id(value) not in owner]
+        if lost:
+            raise RuntimeError(f"the method does not hold the {name}'s {lost[0]!r}: it cannot be exported")
+        keys[name] = {key: owner[id(value)] for key, value in own.items()}
+    return {"sample_shape": list(experiment.data.sample_shape), "state_keys": keys}
 
 
 def choose_evaluator(experiment: Experiment) -> Evaluator | None:
@@ -185,7 +212,7 @@ def run_experiment(config: ExperimentConfig) -> dict[str, dict[str, float]]:
         experiment.sampler,
         experiment.views,
         evaluate=evaluator.during_training if evaluator is not None and evaluator.online else None,
-        run_settings=config.run_settings(),
+        run_settings={**config.run_settings(), ENCODER_RECORD: encoder_record(experiment)},
     )
     trainer.fit()
     if distributed.rank() != 0:

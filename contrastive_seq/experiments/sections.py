@@ -79,7 +79,13 @@ class DataConfig(Variants, abc.ABC):
 
 
 class EncoderConfig(Variants, abc.ABC):
-    """The network that maps inputs to representations (what ``contrastive-seq export`` saves)."""
+    """The network that maps inputs to representations (what ``contrastive-seq export`` saves).
+
+    ``weight_files`` names the fields that only set the initial weights (a
+    local pretrained file): a trained encoder is rebuilt without reading them.
+    """
+
+    weight_files: ClassVar[tuple[str, ...]] = ()
 
     @abc.abstractmethod
     def build(self, config: ExperimentConfig, sample_shape: tuple[int, ...]) -> nn.Module:
@@ -97,6 +103,12 @@ class EncoderConfig(Variants, abc.ABC):
                 yield encoder(batch).float().cpu().numpy()
 
 
+    def frames(self, encoder: nn.Module, inputs: Any) -> Iterator[np.ndarray]:
+        """Every frame of each sequence of ``inputs``, one block ``(frames, dim)`` per sequence (audio encoders)."""
+        raise ConfigError(f"encoder {self.name!r} gives one row per sample: per-file frames apply to audio "
+                          "encoders (cpc_waveform)")
+
+
 def as_float_tensor(values: Any) -> torch.Tensor:
     """A float32 tensor of a tensor, an array or a lazily read array slice (copied: memory maps are read-only)."""
     if isinstance(values, torch.Tensor):
@@ -105,7 +117,23 @@ def as_float_tensor(values: Any) -> torch.Tensor:
 
 
 class MethodConfig(Variants, abc.ABC):
-    """The method: heads, loss and what it pairs."""
+    """The method: heads, loss and what it pairs.
+
+    An exported encoder offers the encoder's own output, named
+    ``encoder_features``, and one representation per network of
+    :meth:`feature_networks` (CPC: ``frame`` and ``context``); ``embed``
+    gives ``default_features`` unless asked for another.
+    """
+
+    encoder_features: ClassVar[str] = "encoder"
+    default_features: ClassVar[str] = "encoder"
+
+    def feature_networks(self, config: ExperimentConfig, encoder: nn.Module) -> dict[str, nn.Module]:
+        """Fresh networks that map the encoder's output to the other representations, by name (default: none).
+
+        The method holds trained copies of them (:meth:`Method.feature_networks`), which an export keeps.
+        """
+        return {}
 
     @abc.abstractmethod
     def build(self, config: ExperimentConfig, encoder: nn.Module, train: Any) -> tuple[Method, Sampler]:

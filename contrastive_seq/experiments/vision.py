@@ -168,6 +168,63 @@ class HDF5ImagesData(DataConfig):
         return _images(train, load_hdf5_images(self.test_path))
 
 
+@DataConfig.register("image_shards")
+@dataclass
+class ImageShardsData(DataConfig):
+    """Images in WebDataset shards (see :mod:`contrastive_seq.data.shards`), read by index: never loaded whole.
+
+    ``shards``: a brace pattern (``images-{000000..000099}.tar``), several
+    joined by ``::``, or a list. Images are decoded as RGB at ``image_size``;
+    a sample's optional ``cls`` is its class, named by ``class_names``
+    (default ``"0"``, ``"1"``, ...). ``on_missing``: ``error`` names the shard
+    and key of a sample without an image, ``skip`` drops such samples with
+    a counted warning. ``test_shards``, or a seeded ``test_fraction``, is held
+    out. Probes run after training when every sample has a class; they decode
+    both parts into memory once, so hold out a small part (``test_shards``)
+    or set ``evaluation: {name: none}`` for large sets. Each shard's index is
+    cached in ``index_dir`` (default: beside the shard) and rebuilt when the shard changes.
+    """
+
+    evaluation: ClassVar[str] = "probes"
+    name: str = "image_shards"
+    shards: str | list[str] = ""
+    test_shards: str | list[str] | None = None
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    image_size: int = 64
+    on_missing: Literal["error", "skip"] = "error"
+    class_names: list[str] | None = None
+    index_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.shards:
+            raise ConfigError("data.shards must name the shards: a brace pattern such as 'shards-{000000..000099}.tar'")
+
+    def read(self, shards: str | list[str]) -> Any:
+        """The :class:`~contrastive_seq.data.shards.ShardedImages` of ``shards`` with this section's settings."""
+        from contrastive_seq.data.shards import ShardedImages
+
+        return ShardedImages(shards, self.image_size, self.on_missing, self.class_names, self.index_dir)
+
+    def build(self, config: ExperimentConfig) -> DataSplit:
+        train = self.read(self.shards)
+        if self.test_shards is None:
+            if not 0 < self.test_fraction < 1:
+                raise ConfigError(f"data.test_fraction must lie in (0, 1), got {self.test_fraction!r}")
+            train, test = train.split(self.test_fraction, seed=self.split_seed)
+        else:
+            test = self.read(self.test_shards)
+        return DataSplit(train, test, train.sample_shape)
+
+    def samples(self, part: Any) -> Any:
+        """The images of one part, decoded as embedding reads them."""
+        return part
+
+    def read_samples(self, path: str) -> Any:
+        """Every image of the shard list ``path`` (a brace pattern), decoded as embedding reads them."""
+        return self.read(path)
+
+
 # ----------------------------------------------------------------------------- views
 
 
@@ -320,24 +377,36 @@ class SmallCNNEncoder(EncoderConfig):
 @EncoderConfig.register("torchvision")
 @dataclass
 class TorchvisionEncoder(EncoderConfig):
-    """A torchvision ResNet or ViT by name, random weights (:func:`contrastive_seq.models.backbones.image_backbone`)."""
+    """A torchvision ResNet or ViT, or a timm model (``arch: "timm:<name>"``), by name
+    (:func:`contrastive_seq.models.backbones.image_backbone`).
 
+    Weights are random, or read from the local file ``weights_file``
+    (``.safetensors``, or ``.pt`` / ``.pth`` / ``.bin`` read weights-only; the
+    classifier's entries may be absent; shapes checked, naming the file).
+    ``freeze``: the backbone takes no gradient (only the method's heads train).
+    """
+
+    weight_files: ClassVar[tuple[str, ...]] = ("weights_file",)
     name: str = "torchvision"
     arch: str = "resnet18"
     small_images: bool = False
     patch_size: int = 16
+    weights_file: str | None = None
+    freeze: bool = False
 
     def build(self, config: ExperimentConfig, sample_shape: tuple[int, ...]) -> nn.Module:
         from contrastive_seq.models.backbones import image_backbone
 
         channels, size = _image_shape(sample_shape, "torchvision")
-        return image_backbone(
+        backbone = image_backbone(
             self.arch,
             in_channels=channels,
             small_images=self.small_images,
             image_size=size if self.arch.startswith("vit_") else None,
             patch_size=self.patch_size,
+            weights=self.weights_file,
         )
+        return backbone.requires_grad_(not self.freeze)
 
 
 # ----------------------------------------------------------------------------- methods

@@ -167,5 +167,12 @@ class Method(nn.Module, abc.ABC):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Representation for downstream use: ``(N, ...) -> (N, dim)``."""
 
+    def feature_networks(self) -> dict[str, nn.Module]:
+        """Networks after the encoder whose outputs are representations too, by name (CPC: ``context``); default: none.
+
+        An exported encoder keeps them (see :meth:`~contrastive_seq.experiments.sections.MethodConfig.feature_networks`).
+        """
+        return {}
+
     def forward(self, batch: dict[str, torch.Tensor]) -> LossOutput:  # noqa: D102
         return self.training_step(batch)

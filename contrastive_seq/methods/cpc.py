@@ -65,3 +65,7 @@ class CPC(Method):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Context vectors averaged over frames: ``(batch, time, channels) -> (batch, context_dim)``."""
         return self.embed_frames(x).mean(1)
+
+    def feature_networks(self) -> dict[str, nn.Module]:
+        """The context model: its outputs c_t are the representation the CPC paper probes."""
+        return {"context": self.context}
