@@ -12,10 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import numpy as np
-import torch
-from torch import nn
-
 from contrastive_seq.config import ConfigError
 from contrastive_seq.experiments.sections import (
     DataConfig,
@@ -32,6 +28,9 @@ from contrastive_seq.experiments.sections import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
+    from torch import nn
+
     from contrastive_seq.data.audio import SpeechCorpus
     from contrastive_seq.experiments.run import Experiment
     from contrastive_seq.methods.base import Method
@@ -165,6 +164,8 @@ class CPCWaveformEncoderConfig(EncoderConfig):
         """The frames ``(frames, hidden_dim)`` of one waveform ``(time,)``, in one pass; or, for audio files
         (:class:`~contrastive_seq.data.audio.IndexedSequences`), one row per file: its frames' mean
         ``(files, hidden_dim)``, ``batch_size`` files per block, each file read when its block is embedded."""
+        import torch
+
         from contrastive_seq.data.audio import IndexedSequences
 
         device = next(encoder.parameters()).device

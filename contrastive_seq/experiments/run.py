@@ -16,13 +16,10 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 import yaml
-from torch import nn
 
-from contrastive_seq import distributed
 from contrastive_seq.atomic_files import write_atomically
 from contrastive_seq.config import ConfigError, apply_overrides, from_mapping, load_yaml, to_mapping
 from contrastive_seq.experiments.sections import (
@@ -33,11 +30,13 @@ from contrastive_seq.experiments.sections import (
     ExperimentConfig,
     MissingLabels,
 )
-from contrastive_seq.methods.base import Method
-from contrastive_seq.sampling.base import Sampler
-from contrastive_seq.training.checkpoint import load_checkpoint
-from contrastive_seq.training.trainer import CHECKPOINT_NAME, Trainer
-from contrastive_seq.views.base import Views
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from contrastive_seq.methods.base import Method
+    from contrastive_seq.sampling.base import Sampler
+    from contrastive_seq.views.base import Views
 
 CONFIG_NAME = "config.yaml"
 RESULTS_NAME = "results.json"
@@ -98,6 +97,8 @@ def choose_evaluator(experiment: Experiment) -> Evaluator | None:
     A given section whose needs the data does not meet is a :class:`MissingLabels`
     error (before training); a default one is skipped with a printed reason.
     """
+    from contrastive_seq import distributed
+
     config = experiment.config
     if config.evaluation is not None:
         return config.evaluation.evaluator(experiment)  # None for evaluation.name 'none'
@@ -173,6 +174,11 @@ def run_experiment(config: ExperimentConfig) -> dict[str, dict[str, float]]:
     A run already finished in ``train.output_dir`` trains nothing: it says so,
     prints its stored results and returns them.
     """
+    import torch
+
+    from contrastive_seq import distributed
+    from contrastive_seq.training.trainer import CHECKPOINT_NAME, Trainer
+
     torch.manual_seed(config.train.seed)
     experiment = build_experiment(config)
     evaluator = choose_evaluator(experiment)
@@ -218,6 +224,8 @@ def run_config(run: str | Path, overrides: Sequence[str] = ()) -> ExperimentConf
     Reads ``run/config.yaml`` (or the config inside ``run/results.json`` of
     older runs); errors name the directory and what it lacks.
     """
+    from contrastive_seq.training.trainer import CHECKPOINT_NAME
+
     run = Path(run)
     if not run.is_dir():
         raise ConfigError(f"run {run} is not a directory (expected a train.output_dir holding {CONFIG_NAME})")
@@ -242,6 +250,11 @@ def load_run(run: str | Path, overrides: Sequence[str] = (), keep_untrained: boo
     The parts are built with the run's seed in the run's order, so the
     untrained copy (``keep_untrained``; else ``None``) is the run's own initialisation.
     """
+    import torch
+
+    from contrastive_seq.training.checkpoint import load_checkpoint
+    from contrastive_seq.training.trainer import CHECKPOINT_NAME
+
     config = run_config(run, overrides)
     torch.manual_seed(config.train.seed)
     experiment = build_experiment(config)

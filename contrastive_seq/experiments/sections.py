@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-import torch
-from torch import nn
-
 from contrastive_seq.config import ConfigError, Variants, to_mapping
-from contrastive_seq.training.trainer import TrainerConfig
+from contrastive_seq.training.config import TrainerConfig
 
 if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import nn
+
     from contrastive_seq.experiments.run import Experiment
     from contrastive_seq.methods.base import Method
     from contrastive_seq.sampling.base import Sampler
@@ -90,6 +90,8 @@ class EncoderConfig(Variants, abc.ABC):
 
         Each yielded block is ``(rows, dim)`` float32; default: ``encoder(inputs[i : i + batch_size])``.
         """
+        import torch
+
         device = next(encoder.parameters(), torch.empty(0)).device
         with torch.no_grad():
             for start in range(0, len(inputs), batch_size):
@@ -99,6 +101,9 @@ class EncoderConfig(Variants, abc.ABC):
 
 def as_float_tensor(values: Any) -> torch.Tensor:
     """A float32 tensor of a tensor, an array or a lazily read array slice (copied: memory maps are read-only)."""
+    import numpy as np
+    import torch
+
     if isinstance(values, torch.Tensor):
         return values.float()
     return torch.from_numpy(np.array(values, dtype=np.float32))
