@@ -80,7 +80,8 @@ from contrastive_seq.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from contrastive_seq.training.trainer import Trainer, TrainerConfig
+from contrastive_seq.training.config import TrainerConfig
+from contrastive_seq.training.trainer import Trainer
 from contrastive_seq.views.base import Views
 from contrastive_seq.views.windows import MultiSessionWindowViews, WindowViews
 
