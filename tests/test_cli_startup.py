@@ -1,4 +1,4 @@
-"""Reading and checking a config imports no heavy dependency: ``--help``, ``config`` and every config error answer at once.
+"""Reading and checking a config imports no heavy dependency: ``--help``, ``config`` and config errors answer at once.
 
 Each case runs ``contrastive_seq.cli.main`` in a fresh interpreter and lists
 which of torch and the domains' libraries it imported; only a builder (a run)
@@ -6,6 +6,7 @@ may import them. The time this saves is measured by hand, not here (see
 docs/commands.md).
 """
 
+import importlib
 import json
 import os
 import subprocess
@@ -17,7 +18,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
-HEAVY = ("torch", "scipy", "sklearn", "torchvision", "torchaudio", "open_clip", "transformers", "h5py")
+HEAVY = ("torch", "scipy", "sklearn", "torchvision", "torchaudio", "open_clip", "transformers", "h5py", "matplotlib")
 
 # runs main(argv) and prints, last, its exit status and the heavy modules it imported
 RUN_MAIN = f"""
@@ -32,7 +33,7 @@ print(json.dumps({{"status": status, "imported": [m for m in {HEAVY!r} if m in s
 
 
 def run_main(*argv: str) -> tuple[int, list[str], subprocess.CompletedProcess]:
-    """``main(argv)`` in a fresh interpreter of this checkout: its exit status, the heavy modules it imported, the process."""
+    """``main(argv)`` in a fresh interpreter of this checkout: exit status, heavy modules it imported, the process."""
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     result = subprocess.run(
         [sys.executable, "-c", RUN_MAIN, *argv], capture_output=True, text=True, cwd=REPO,
@@ -59,11 +60,12 @@ def changed(config: str, **sections: dict) -> dict:
         (changed("cpc_espeak.yaml", train={"max_steps": "ten"}), [], "config.train.max_steps"),
         (changed("clip_emoji.yaml", train={"lr": -1.0}), [], "config.train.lr"),
         (changed("cebra_place_cells.yaml"), ["encoder.architecture=offset99"], "config.encoder: architecture"),
+        (changed("cpc_espeak.yaml", method={"context": "rnn"}), [], "config.method.context"),
         (changed("cebra_place_cells.yaml"), ["train.batch_size"], "override 'train.batch_size'"),
         (changed("simclr_fashion_mnist.yaml"), ["views.crop_scale=big"], "config.views.crop_scale"),
     ],
     ids=["unknown-data", "unknown-method", "wrong-type-in-train", "train-out-of-range", "unknown-architecture",
-         "override-without-value", "override-of-wrong-type"],
+         "unknown-context-model", "override-without-value", "override-of-wrong-type"],
 )
 def test_a_config_error_is_exit_2_naming_the_setting_without_importing_torch(tmp_path, config, overrides, named):
     path = tmp_path / "bad.yaml"
@@ -91,3 +93,15 @@ def test_help_imports_no_heavy_module():
     status, imported, result = run_main("--help")
     assert status == 0 and "train" in result.stdout
     assert imported == []
+
+
+@pytest.mark.parametrize(
+    "package", ["contrastive_seq", "contrastive_seq.training", "contrastive_seq.data", "contrastive_seq.models"]
+)
+def test_packages_that_import_on_first_use_keep_every_public_name(package):
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        assert name in dir(module)
+        getattr(module, name)  # its module imports and defines it
+    with pytest.raises(AttributeError, match=f"module '{package}' has no attribute 'nosuch'"):
+        getattr(module, "nosuch")

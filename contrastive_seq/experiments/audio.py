@@ -26,6 +26,7 @@ from contrastive_seq.experiments.sections import (
     as_float_tensor,
     require_section,
 )
+from contrastive_seq.models.names import CONTEXT_MODELS, PREDICTORS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -194,6 +195,12 @@ class CPCMethodConfig(MethodConfig):
     num_negatives: int = 128
     negatives: Literal["batch", "sequence", "speaker"] = "batch"
     speaker_group_size: int = 4
+
+    def __post_init__(self) -> None:
+        for setting, names in (("context", CONTEXT_MODELS), ("predictor", PREDICTORS)):
+            value = getattr(self, setting)
+            if value not in names:
+                raise ValueError(f"{type(self).__name__}.{setting} must be one of {list(names)}, got {value!r}")
 
     def build(self, config: ExperimentConfig, encoder: nn.Module, train: Any) -> tuple[Method, Sampler]:
         from contrastive_seq.losses.cpc import CPCLoss

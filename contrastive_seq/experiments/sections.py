@@ -7,8 +7,9 @@ variant by ``name``. A variant is a dataclass registered on its section
 order data → encoder → method → views → evaluation, and each gets the whole
 config (to read the sections it depends on) and what was built before it.
 A domain is one module of such variants (:mod:`contrastive_seq.experiments.vision`,
-``clip``, ``audio``, ``timeseries``); its heavy dependencies are imported
-inside the builders, so that reading a config stays fast.
+``clip``, ``audio``, ``timeseries``); its heavy dependencies, torch included,
+are imported inside the builders, so that reading and checking a config
+imports none of them (``tests/test_cli_startup.py``).
 
 ``train`` is the Trainer's own config.
 """

@@ -35,7 +35,7 @@ from contrastive_seq.experiments.sections import (
     as_float_tensor,
     require_section,
 )
-from contrastive_seq.models.timeseries_names import TIME_SERIES_ENCODER_NAMES
+from contrastive_seq.models.names import TIME_SERIES_ENCODER_NAMES
 
 if TYPE_CHECKING:
     import numpy as np

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from contrastive_seq.models.timeseries_names import TIME_SERIES_ENCODER_NAMES
+from contrastive_seq.models.names import TIME_SERIES_ENCODER_NAMES
 
 
 def _check_positive_int(name: str, value: object, minimum: int = 1) -> int:
