@@ -2,6 +2,7 @@
 
 60,000 training and 10,000 test images, grey 28x28, 10 classes of clothing.
 Nothing is downloaded: the files come with ``apt-get install dataset-fashion-mnist``.
+Importing this module imports no torch (configs default to :data:`DEFAULT_ROOT`).
 """
 
 from __future__ import annotations
