@@ -9,7 +9,7 @@ The names below are imported on first use, so ``import contrastive_seq``
 (and ``contrastive-seq --help``) loads no heavy dependency.
 """
 
-from importlib import import_module
+from contrastive_seq.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -25,16 +25,6 @@ _LAZY = {
     "plot_temperature": "contrastive_seq.cebra_api",
 }
 
-
-def __getattr__(name: str) -> object:
-    """Import a public name's module on first use."""
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'contrastive_seq' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
-
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = sorted(_LAZY)

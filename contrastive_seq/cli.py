@@ -75,13 +75,14 @@ def _train(args: argparse.Namespace) -> None:
     import yaml
 
     from contrastive_seq.config import to_mapping
-    from contrastive_seq.distributed import leave_process_group
     from contrastive_seq.experiments import load_experiment_config, run_experiment
 
     config = load_experiment_config(args.config, args.overrides)
     if args.command == "config":
         print(yaml.safe_dump(to_mapping(config), sort_keys=False), end="")
         return
+    from contrastive_seq.distributed import leave_process_group  # torch: only once a run starts
+
     run_experiment(config)
     leave_process_group()  # under torchrun; nothing on one process
 
@@ -148,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     args = _parser().parse_args(argv)
     from contrastive_seq.config import ConfigError
-    from contrastive_seq.training.checkpoint import CheckpointError
+    from contrastive_seq.training.errors import CheckpointError
 
     try:
         COMMANDS[args.command](args)

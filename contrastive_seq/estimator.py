@@ -73,7 +73,8 @@ from contrastive_seq.models.timeseries import TimeSeriesEncoder
 from contrastive_seq.sampling.base import Sampler
 from contrastive_seq.seeding import forked_random_state, generator_for
 from contrastive_seq.training.checkpoint import load_checkpoint, save_checkpoint
-from contrastive_seq.training.trainer import Trainer, TrainerConfig
+from contrastive_seq.training.config import TrainerConfig
+from contrastive_seq.training.trainer import Trainer
 from contrastive_seq.views.base import Views
 from contrastive_seq.views.windows import MultiSessionWindowViews, WindowViews
 

@@ -100,7 +100,7 @@ def test_cpc_trains_from_the_folder_through_the_trainer(folder):
     from contrastive_seq.losses.cpc import CPCLoss
     from contrastive_seq.methods.cpc import CPC
     from contrastive_seq.models.cpc import StepPredictors, make_context_model, series_encoder
-    from contrastive_seq.training.trainer import Trainer, TrainerConfig
+    from contrastive_seq.training import Trainer, TrainerConfig
 
     audio = load_audio_folder(folder, sample_rate=16000, speakers="top").audio
     encoder = series_encoder(1, hidden_dim=8, kernel_size=3, num_layers=2)

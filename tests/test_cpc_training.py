@@ -12,7 +12,7 @@ from contrastive_seq.losses.cpc import CPCLoss
 from contrastive_seq.methods.cpc import CPC
 from contrastive_seq.models.cpc import StepPredictors, make_context_model, series_encoder
 from contrastive_seq.sampling.sequences import SequenceCropSampler
-from contrastive_seq.training.trainer import Trainer, TrainerConfig
+from contrastive_seq.training import Trainer, TrainerConfig
 from contrastive_seq.views.audio import CropViews
 
 

@@ -17,6 +17,7 @@ LAYERS = ("data", "sampling", "views", "models", "losses", "methods", "training"
 FOUNDATION = {
     "contrastive_seq",
     "contrastive_seq.atomic_files",
+    "contrastive_seq.lazy",
     "contrastive_seq.distributed",
     "contrastive_seq.memory",
     "contrastive_seq.seeding",

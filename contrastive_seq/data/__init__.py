@@ -1,41 +1,26 @@
-"""Containers and loaders for the data the samplers index into."""
+"""Containers and loaders for the data the samplers index into.
 
-from contrastive_seq.data.arrays import ArrayDataset
+The names below are imported on first use (they need torch, h5py or
+scikit-learn, which reading a config need not).
+"""
 
-__all__ = ["ArrayDataset", "load_digits"]
+from contrastive_seq.lazy import lazy_attributes
 
+_LAZY = {
+    "ArrayDataset": "contrastive_seq.data.arrays",
+    "HDF5TimeSeries": "contrastive_seq.data.hdf5",
+    "MultiSessionRecording": "contrastive_seq.data.recording",
+    "PlaceCellModel": "contrastive_seq.data.synthetic",
+    "Recording": "contrastive_seq.data.recording",
+    "load_digits": "contrastive_seq.data.digits",
+    "load_recording": "contrastive_seq.data.hdf5",
+    "load_recordings": "contrastive_seq.data.hdf5",
+    "load_timeseries": "contrastive_seq.data.timeseries_files",
+    "save_recordings": "contrastive_seq.data.hdf5",
+    "synthetic_place_cell_sessions": "contrastive_seq.data.synthetic",
+    "synthetic_place_cells": "contrastive_seq.data.synthetic",
+}
 
-def __getattr__(name: str) -> object:
-    """``load_digits`` on first use: it imports scikit-learn, which reading a config need not."""
-    if name == "load_digits":
-        from contrastive_seq.data.digits import load_digits
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
-        return load_digits
-    raise AttributeError(f"module 'contrastive_seq.data' has no attribute {name!r}")
-
-from contrastive_seq.data.hdf5 import (
-    HDF5TimeSeries,
-    load_recording,
-    load_recordings,
-    save_recordings,
-)
-from contrastive_seq.data.recording import MultiSessionRecording, Recording
-from contrastive_seq.data.timeseries_files import load_timeseries
-from contrastive_seq.data.synthetic import (
-    PlaceCellModel,
-    synthetic_place_cell_sessions,
-    synthetic_place_cells,
-)
-
-__all__ += [
-    "HDF5TimeSeries",
-    "MultiSessionRecording",
-    "PlaceCellModel",
-    "Recording",
-    "load_recording",
-    "load_recordings",
-    "load_timeseries",
-    "save_recordings",
-    "synthetic_place_cell_sessions",
-    "synthetic_place_cells",
-]
+__all__ = sorted(_LAZY)

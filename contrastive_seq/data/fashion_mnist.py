@@ -2,17 +2,19 @@
 
 60,000 training and 10,000 test images, grey 28x28, 10 classes of clothing.
 Nothing is downloaded: the files come with ``apt-get install dataset-fashion-mnist``.
+Importing this module imports no torch (configs default to :data:`DEFAULT_ROOT`).
 """
 
 from __future__ import annotations
 
 import gzip
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from contrastive_seq.data.arrays import ArrayDataset
+if TYPE_CHECKING:
+    from contrastive_seq.data.arrays import ArrayDataset
 
 DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
 APT_PACKAGE = "dataset-fashion-mnist"
@@ -67,6 +69,10 @@ def load_fashion_mnist(split: str = "train", root: str | Path = DEFAULT_ROOT) ->
         ValueError: for another ``split``, or files whose header or size is wrong.
         FileNotFoundError: naming the missing file and the Debian package that provides it.
     """
+    import torch
+
+    from contrastive_seq.data.arrays import ArrayDataset
+
     if split not in _FILE_PREFIX:
         raise ValueError(f"split must be one of {tuple(_FILE_PREFIX)}, got {split!r}")
     root = Path(root)

@@ -12,10 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import numpy as np
-import torch
-from torch import nn
-
 from contrastive_seq.config import ConfigError
 from contrastive_seq.experiments.sections import (
     DataConfig,
@@ -30,8 +26,12 @@ from contrastive_seq.experiments.sections import (
     as_float_tensor,
     require_section,
 )
+from contrastive_seq.models.names import CONTEXT_MODELS, PREDICTORS
 
 if TYPE_CHECKING:
+    import numpy as np
+    from torch import nn
+
     from contrastive_seq.data.audio import SpeechCorpus
     from contrastive_seq.experiments.run import Experiment
     from contrastive_seq.methods.base import Method
@@ -171,6 +171,8 @@ class CPCWaveformEncoderConfig(EncoderConfig):
         by the context model (c_t; see :class:`~contrastive_seq.export.ExportedEncoder`). Frame t covers
         samples ``[160 t, 160 t + 465)`` (stride 160, receptive field 465).
         """
+        import torch
+
         from contrastive_seq.data.audio import IndexedSequences
 
         device = next(encoder.parameters()).device
@@ -185,6 +187,8 @@ class CPCWaveformEncoderConfig(EncoderConfig):
         """The rows ``(frames, dim)`` of one waveform ``(time,)``, in one pass; or, for audio files
         (:class:`~contrastive_seq.data.audio.IndexedSequences`), one row per file: its frames' mean
         ``(files, dim)``, ``batch_size`` files per block (every frame of each file: :meth:`frames`)."""
+        import numpy as np
+
         from contrastive_seq.data.audio import IndexedSequences
 
         if not isinstance(inputs, IndexedSequences):
@@ -223,6 +227,12 @@ class CPCMethodConfig(MethodConfig):
         from contrastive_seq.models.cpc import make_context_model
 
         return {"context": make_context_model(self.context, encoder.output_dim, self.context_dim, self.context_layers)}
+
+    def __post_init__(self) -> None:
+        for setting, names in (("context", CONTEXT_MODELS), ("predictor", PREDICTORS)):
+            value = getattr(self, setting)
+            if value not in names:
+                raise ValueError(f"{type(self).__name__}.{setting} must be one of {list(names)}, got {value!r}")
 
     def build(self, config: ExperimentConfig, encoder: nn.Module, train: Any) -> tuple[Method, Sampler]:
         from contrastive_seq.losses.cpc import CPCLoss

@@ -15,11 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import numpy as np
-import torch
-from torch import nn
-
-from contrastive_seq import distributed
 from contrastive_seq.config import ConfigError
 from contrastive_seq.data.fashion_mnist import DEFAULT_ROOT as FASHION_ROOT
 from contrastive_seq.experiments.sections import (
@@ -36,6 +31,10 @@ from contrastive_seq.experiments.sections import (
 from contrastive_seq.experiments.vision import ImageShardsData
 
 if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import nn
+
     from contrastive_seq.data.image_text import ImageTextDataset
     from contrastive_seq.experiments.run import Experiment
     from contrastive_seq.methods.base import Method
@@ -135,6 +134,8 @@ class FashionMNISTCaptionsData(_ImageTextData):
     relevance: Literal["item", "class"] = "class"
 
     def build(self, config: ExperimentConfig) -> DataSplit:
+        import torch
+
         from contrastive_seq.data.fashion_mnist import CLASSES, load_fashion_mnist
         from contrastive_seq.data.image_text import caption_classes
 
@@ -236,11 +237,16 @@ class CLIPTowersConfig(EncoderConfig):
 
     def build(self, config: ExperimentConfig, sample_shape: tuple[int, ...]) -> nn.Module:
         """``ModuleDict(image=..., text=...)``: the two towers (see :func:`build_towers`)."""
+        from torch import nn
+
         image, text = build_towers(self)
         return nn.ModuleDict({"image": image, "text": text})
 
     def embed(self, encoder: nn.Module, inputs: Any, batch_size: int) -> Iterator[np.ndarray]:
         """Image-tower embeddings ``(rows, embed_dim)`` of images ``(n, C, H, W)``: uint8, or floats in [0, 1]."""
+        import numpy as np
+        import torch
+
         tower = encoder["image"]
         device = next(tower.parameters()).device
         with torch.no_grad():
@@ -324,6 +330,7 @@ class ZeroShotEvaluation(EvaluationConfig):
     name: str = "zero_shot"
 
     def evaluator(self, experiment: Experiment) -> Evaluator:
+        from contrastive_seq import distributed
         from contrastive_seq.evaluation.zero_shot import caption_relevance
         from contrastive_seq.views.image_text import tokenize_captions
 
@@ -350,6 +357,8 @@ class ZeroShotEvaluator(Evaluator):
 
     def scores(self, method: CLIP) -> dict[str, float]:
         """Zero-shot accuracy (when the test split has labels) and retrieval recall@1/5/10 of ``method``."""
+        import torch
+
         from contrastive_seq.evaluation.zero_shot import evaluate_image_text
 
         test = self.test
@@ -372,6 +381,8 @@ def chance_scores(relevant: torch.Tensor, labels: torch.Tensor | None) -> dict[s
     images' classes ``(images,)`` or ``None``. Every guess, the majority class
     included, has balanced accuracy one over the number of classes the test split holds.
     """
+    import torch
+
     scores = {}
     if labels is not None:
         scores["zero_shot_accuracy"] = float(torch.bincount(labels).max()) / len(labels)

@@ -18,12 +18,10 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from torch import nn
 
-from contrastive_seq import distributed
 from contrastive_seq.atomic_files import write_atomically
 from contrastive_seq.config import ConfigError, apply_overrides, from_mapping, load_yaml, to_mapping
 from contrastive_seq.experiments.sections import (
@@ -34,12 +32,13 @@ from contrastive_seq.experiments.sections import (
     ExperimentConfig,
     MissingLabels,
 )
-from contrastive_seq.methods.base import Method
-from contrastive_seq.sampling.base import Sampler
-from contrastive_seq.seeding import seed_everything
-from contrastive_seq.training.checkpoint import load_checkpoint
-from contrastive_seq.training.trainer import CHECKPOINT_NAME, Trainer
-from contrastive_seq.views.base import Views
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from contrastive_seq.methods.base import Method
+    from contrastive_seq.sampling.base import Sampler
+    from contrastive_seq.views.base import Views
 
 CONFIG_NAME = "config.yaml"
 RESULTS_NAME = "results.json"
@@ -125,6 +124,8 @@ def choose_evaluator(experiment: Experiment) -> Evaluator | None:
     A given section whose needs the data does not meet is a :class:`MissingLabels`
     error (before training); a default one is skipped with a printed reason.
     """
+    from contrastive_seq import distributed
+
     config = experiment.config
     if config.evaluation is not None:
         return config.evaluation.evaluator(experiment)  # None for evaluation.name 'none'
@@ -200,6 +201,10 @@ def run_experiment(config: ExperimentConfig) -> dict[str, dict[str, float]]:
     A run already finished in ``train.output_dir`` trains nothing: it says so,
     prints its stored results and returns them.
     """
+    from contrastive_seq import distributed
+    from contrastive_seq.seeding import seed_everything
+    from contrastive_seq.training.trainer import CHECKPOINT_NAME, Trainer
+
     seed_everything(config.train.seed)
     experiment = build_experiment(config)
     evaluator = choose_evaluator(experiment)
@@ -245,6 +250,8 @@ def run_config(run: str | Path, overrides: Sequence[str] = ()) -> ExperimentConf
     Reads ``run/config.yaml`` (or the config inside ``run/results.json`` of
     older runs); errors name the directory and what it lacks.
     """
+    from contrastive_seq.training.trainer import CHECKPOINT_NAME
+
     run = Path(run)
     if not run.is_dir():
         raise ConfigError(f"run {run} is not a directory (expected a train.output_dir holding {CONFIG_NAME})")
@@ -269,6 +276,10 @@ def load_run(run: str | Path, overrides: Sequence[str] = (), keep_untrained: boo
     The parts are built with the run's seed in the run's order, so the
     untrained copy (``keep_untrained``; else ``None``) is the run's own initialisation.
     """
+    from contrastive_seq.seeding import seed_everything
+    from contrastive_seq.training.checkpoint import load_checkpoint
+    from contrastive_seq.training.trainer import CHECKPOINT_NAME
+
     config = run_config(run, overrides)
     seed_everything(config.train.seed)
     experiment = build_experiment(config)

@@ -7,8 +7,9 @@ variant by ``name``. A variant is a dataclass registered on its section
 order data → encoder → method → views → evaluation, and each gets the whole
 config (to read the sections it depends on) and what was built before it.
 A domain is one module of such variants (:mod:`contrastive_seq.experiments.vision`,
-``clip``, ``audio``, ``timeseries``); its heavy dependencies are imported
-inside the builders, so that reading a config stays fast.
+``clip``, ``audio``, ``timeseries``); its heavy dependencies, torch included,
+are imported inside the builders, so that reading and checking a config
+imports none of them (``tests/test_cli_startup.py``).
 
 ``train`` is the Trainer's own config.
 """
@@ -21,14 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-import torch
-from torch import nn
-
 from contrastive_seq.config import ConfigError, Variants, to_mapping
-from contrastive_seq.training.trainer import TrainerConfig
+from contrastive_seq.training.config import TrainerConfig
 
 if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import nn
+
     from contrastive_seq.experiments.run import Experiment
     from contrastive_seq.methods.base import Method
     from contrastive_seq.sampling.base import Sampler
@@ -96,6 +97,8 @@ class EncoderConfig(Variants, abc.ABC):
 
         Each yielded block is ``(rows, dim)`` float32; default: ``encoder(inputs[i : i + batch_size])``.
         """
+        import torch
+
         device = next(encoder.parameters(), torch.empty(0)).device
         with torch.no_grad():
             for start in range(0, len(inputs), batch_size):
@@ -111,6 +114,9 @@ class EncoderConfig(Variants, abc.ABC):
 
 def as_float_tensor(values: Any) -> torch.Tensor:
     """A float32 tensor of a tensor, an array or a lazily read array slice (copied: memory maps are read-only)."""
+    import numpy as np
+    import torch
+
     if isinstance(values, torch.Tensor):
         return values.float()
     return torch.from_numpy(np.array(values, dtype=np.float32))

@@ -21,12 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import numpy as np
-import torch
-from torch import nn
-
 from contrastive_seq.config import ConfigError
-from contrastive_seq.data.recording import Recording
 from contrastive_seq.experiments.sections import (
     DataConfig,
     DataSplit,
@@ -40,11 +35,17 @@ from contrastive_seq.experiments.sections import (
     as_float_tensor,
     require_section,
 )
-from contrastive_seq.models.timeseries import TIME_SERIES_ENCODERS, TimeSeriesEncoder
+from contrastive_seq.models.names import TIME_SERIES_ENCODER_NAMES
 
 if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from contrastive_seq.data.recording import Recording
     from contrastive_seq.experiments.run import Experiment
     from contrastive_seq.methods.base import Method
+    from contrastive_seq.models.timeseries import TimeSeriesEncoder
     from contrastive_seq.sampling.base import Sampler
     from contrastive_seq.views.base import Views
 
@@ -178,6 +179,8 @@ def split_in_time(recording: Recording, test_fraction: float) -> tuple[Recording
     With segments (trials), the cut moves to the segment boundary nearest to
     it, so whole segments are held out and none is cut in two.
     """
+    from contrastive_seq.data.recording import Recording
+
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
     cut = round(len(recording) * (1 - test_fraction))
@@ -209,6 +212,8 @@ def with_behaviour(recording: Recording, behaviour: str) -> Recording:
     Raises:
         ConfigError naming ``method.behaviour`` when the recording lacks the labels it needs.
     """
+    from contrastive_seq.data.recording import Recording
+
     needs = {"continuous": ("continuous",), "discrete": ("discrete",), "mixed": ("continuous", "discrete")}
     missing = [kind for kind in needs.get(behaviour, ()) if getattr(recording, kind) is None]
     if missing:
@@ -250,8 +255,8 @@ class OffsetEncoderConfig(EncoderConfig):
     output_dim: int = 3
 
     def __post_init__(self) -> None:
-        if self.architecture not in TIME_SERIES_ENCODERS:
-            raise ValueError(f"architecture must be one of {sorted(TIME_SERIES_ENCODERS)}, got {self.architecture!r}")
+        if self.architecture not in TIME_SERIES_ENCODER_NAMES:
+            raise ValueError(f"architecture must be one of {sorted(TIME_SERIES_ENCODER_NAMES)}, got {self.architecture!r}")
         _require_positive(self, "hidden_dim", "output_dim")
 
     def build(self, config: ExperimentConfig, sample_shape: tuple[int, ...]) -> nn.Module:
@@ -274,6 +279,8 @@ class OffsetEncoderConfig(EncoderConfig):
         Each chunk is embedded with its receptive field's margin of real
         neighbours, so the rows equal one pass over the whole recording.
         """
+        import torch
+
         left, right = encoder.left_context, encoder.right_context
         device = next(encoder.parameters()).device
         with torch.no_grad():
@@ -312,6 +319,7 @@ class CEBRAMethodConfig(MethodConfig):
             _require_positive(self, "num_negatives")
 
     def build(self, config: ExperimentConfig, encoder: nn.Module, train: Any) -> tuple[Method, Sampler]:
+        from contrastive_seq.data.recording import Recording
         from contrastive_seq.methods.cebra import cebra_loss, cebra_sampler
         from contrastive_seq.methods.cebra import CEBRA
 
@@ -359,6 +367,8 @@ class DecodingEvaluation(EvaluationConfig):
 
 def embed_recording(encoder: TimeSeriesEncoder, recording: Recording) -> np.ndarray:
     """The embedding ``(T, D)`` of every time point of an in-memory recording, on the CPU."""
+    import torch
+
     encoder = encoder.to("cpu").eval()
     with torch.no_grad():
         return encoder.embed_sequence(recording.neural).numpy()

@@ -11,11 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import torch
-from torch import nn
-
 from contrastive_seq.config import ConfigError
-from contrastive_seq.data.arrays import ArrayDataset
 from contrastive_seq.data.fashion_mnist import DEFAULT_ROOT
 from contrastive_seq.experiments.sections import (
     DataConfig,
@@ -30,6 +26,10 @@ from contrastive_seq.experiments.sections import (
 )
 
 if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from contrastive_seq.data.arrays import ArrayDataset
     from contrastive_seq.experiments.run import Experiment
     from contrastive_seq.methods.base import Method
     from contrastive_seq.sampling.base import Sampler
@@ -66,6 +66,10 @@ class DigitsData(DataConfig):
 
 def _subset(data: ArrayDataset, size: int | None, seed: int, key: str) -> ArrayDataset:
     """``size`` samples of ``data`` drawn without replacement by a seeded permutation (all when ``None``)."""
+    import torch
+
+    from contrastive_seq.data.arrays import ArrayDataset
+
     if size is None:
         return data
     if isinstance(size, bool) or not 1 <= size <= len(data):
@@ -230,6 +234,8 @@ class ImageShardsData(DataConfig):
 
 def _image_geometry(data: object, views: str) -> tuple[int, int]:
     """``(channels, side)`` of the square images of ``data`` (its ``sample_shape``, or ``inputs (n, C, H, W)``)."""
+    import torch
+
     shape = getattr(data, "sample_shape", None)
     inputs = getattr(data, "inputs", None)
     if shape is None and isinstance(inputs, torch.Tensor):
@@ -689,6 +695,8 @@ class TripletMethod(MethodConfig):
     normalize: bool = True
 
     def build(self, config: ExperimentConfig, encoder: nn.Module, train: Any) -> tuple[Method, Sampler]:
+        from torch import nn
+
         from contrastive_seq.losses.margin import MinedTripletMargin
         from contrastive_seq.methods.triplet import TripletMetric
         from contrastive_seq.sampling.same_class import SameClassSampler

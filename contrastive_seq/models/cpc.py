@@ -15,12 +15,12 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from contrastive_seq.models.names import CONTEXT_MODELS, PREDICTORS
+
 # CPC_audio's waveform encoder (Riviere et al. 2020, after van den Oord et al. 2018):
 #            layer:   1    2   3   4   5
 CPC_AUDIO_KERNELS = (10, 8, 4, 4, 4)
 CPC_AUDIO_STRIDES = (5, 4, 2, 2, 2)  # total stride 5*4*2*2*2 = 160: one frame per 10 ms at 16 kHz
-CONTEXT_MODELS = ("gru", "lstm", "transformer")
-PREDICTORS = ("bilinear", "mlp")
 
 
 def _check_int(name: str, value: object, minimum: int = 1) -> int:

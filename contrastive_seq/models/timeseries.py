@@ -36,6 +36,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from contrastive_seq.models.names import TIME_SERIES_ENCODER_NAMES
+
 
 def _check_positive_int(name: str, value: object, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -223,17 +225,23 @@ class PointwiseMLPEncoder(TimeSeriesEncoder):
         super().__init__(_PointwiseMLP(nn.Sequential(*layers)), 1, in_channels, output_dim, normalize)
 
 
-# builders called as builder(in_channels, output_dim, hidden_dim, normalize=...)
-TIME_SERIES_ENCODERS: dict[str, Callable[..., TimeSeriesEncoder]] = {
-    # receptive field 1: one time point
-    "offset1-mlp": PointwiseMLPEncoder,
-    # receptive field 1 + (2 - 1) + 2 * 1 + (2 - 1) = 5
-    "offset5": partial(ConvolutionalEncoder, residual_blocks=1, first_kernel=2, last_kernel=2),
-    # receptive field 1 + (2 - 1) + 2 * 3 + (3 - 1) = 10
-    "offset10": partial(ConvolutionalEncoder, residual_blocks=3, first_kernel=2, last_kernel=3),
-    # receptive field 1 + (2 - 1) + 2 * 16 + (3 - 1) = 36
-    "offset36": partial(ConvolutionalEncoder, residual_blocks=16, first_kernel=2, last_kernel=3),
-}
+# builders called as builder(in_channels, output_dim, hidden_dim, normalize=...), one per name, in its order
+TIME_SERIES_ENCODERS: dict[str, Callable[..., TimeSeriesEncoder]] = dict(
+    zip(
+        TIME_SERIES_ENCODER_NAMES,
+        (
+            # offset1-mlp, receptive field 1: one time point
+            PointwiseMLPEncoder,
+            # offset5, receptive field 1 + (2 - 1) + 2 * 1 + (2 - 1) = 5
+            partial(ConvolutionalEncoder, residual_blocks=1, first_kernel=2, last_kernel=2),
+            # offset10, receptive field 1 + (2 - 1) + 2 * 3 + (3 - 1) = 10
+            partial(ConvolutionalEncoder, residual_blocks=3, first_kernel=2, last_kernel=3),
+            # offset36, receptive field 1 + (2 - 1) + 2 * 16 + (3 - 1) = 36
+            partial(ConvolutionalEncoder, residual_blocks=16, first_kernel=2, last_kernel=3),
+        ),
+        strict=True,
+    )
+)
 
 
 def make_time_series_encoder(

@@ -25,11 +25,7 @@ from typing import Any, BinaryIO
 import torch
 
 from contrastive_seq.atomic_files import write_atomically
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file exists but cannot be read (corrupt, truncated, unsafe or not a checkpoint)."""
-
+from contrastive_seq.training.errors import CheckpointError
 
 CHECKSUM_PREFIX = b"contrastive_seq sha256 "
 _END_OF_ARCHIVE = b"PK\x05\x06"  # signature of the zip end-of-central-directory record

@@ -19,13 +19,12 @@ import torch
 from torch import nn
 
 from contrastive_seq.methods.base import Method, ParamGroup
+from contrastive_seq.training.config import OPTIMIZERS
 from contrastive_seq.training.schedule import lr_lambda
-
-OPTIMIZERS = ("adamw", "sgd", "lars")
 
 
 class OptimizerSettings(Protocol):
-    """The fields of :class:`~contrastive_seq.training.trainer.TrainerConfig` the optimiser reads."""
+    """The fields of :class:`~contrastive_seq.training.config.TrainerConfig` the optimiser reads."""
 
     optimizer: str
     lr: float
