@@ -41,7 +41,7 @@ from torchvision.transforms import v2
 from contrastive_seq.data.shards import ShardedImageText
 from contrastive_seq.models.clip_towers import OpenCLIPTokenizer
 from contrastive_seq.sampling.paired import PairedSampler
-from contrastive_seq.training.batches import SampledBatches, iterate_in_workers
+from contrastive_seq.training.batches import SampledBatches
 from contrastive_seq.views.image_text import ImageTextViews, tokenize_captions
 
 PER_SHARD = 10_000
@@ -135,7 +135,7 @@ def ours(pattern: str, args: Namespace) -> dict[str, float]:
     steps = args.steps + 20
     batches = SampledBatches(data, PairedSampler(data.caption_image, len(data)), views, args.batch_size, steps)
     loader = DataLoader(batches, batch_size=None, sampler=range(steps), num_workers=args.workers)
-    return {**index, **measure(iterate_in_workers(loader), args.batch_size, args.steps)}  # as the Trainer forks them
+    return {**index, **measure(loader, args.batch_size, args.steps)}
 
 
 def index_figures(pattern: str, image_size: int) -> dict[str, float]:

@@ -485,28 +485,3 @@ def test_two_gloo_processes_match_one_process_with_twice_the_batch(tmp_path):
     assert [record["step"] for record in ddp_records] == list(range(1, steps + 1))
     for ddp_record, single_record in zip(ddp_records, single_records, strict=True):
         assert ddp_record["loss"] == pytest.approx(single_record["loss"], rel=1e-5)
-
-
-class _FreezeCounts(torch.utils.data.Dataset):
-    """Item i: how many objects the process that builds it holds frozen out of the garbage collector."""
-
-    def __len__(self) -> int:
-        return 4
-
-    def __getitem__(self, index: int) -> int:
-        import gc
-
-        return gc.get_freeze_count()
-
-
-def test_loader_workers_are_forked_with_the_parents_objects_frozen_and_the_parent_unfrozen():
-    import gc
-
-    from contrastive_seq.training.batches import iterate_in_workers
-
-    loader = torch.utils.data.DataLoader(_FreezeCounts(), batch_size=None, num_workers=1)
-    counts = list(iterate_in_workers(loader))
-    assert min(counts) > 1000  # the worker inherited the frozen generation: torch's objects among it
-    assert gc.get_freeze_count() == 0
-    in_process = torch.utils.data.DataLoader(_FreezeCounts(), batch_size=None, num_workers=0)
-    assert list(iterate_in_workers(in_process)) == [0, 0, 0, 0]

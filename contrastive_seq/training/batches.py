@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
-
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from contrastive_seq.sampling.base import PairIndex, Sampler
 from contrastive_seq.seeding import generator_for
@@ -65,23 +62,3 @@ class SampledBatches(Dataset):
 
     def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
         return self.views(self.dataset, self.pairs(step), generator_for(self.seed, step, self.rank))
-
-
-def iterate_in_workers(loader: DataLoader) -> Iterator:
-    """``iter(loader)``, with the worker processes forked while this process's objects are out of the garbage collector's reach.
-
-    Python's cyclic collector writes into the header of every object it tracks
-    whenever it runs; in a forked worker that copies every page holding one of
-    the parent's objects (the imported torch, torchvision, open_clip, the
-    dataset's index), about 110 MiB per worker whatever the data. Objects
-    frozen (``gc.freeze``) before the fork are never visited in the worker, so
-    their pages stay shared (11–14 MiB per worker instead: docs/performance.md).
-    The parent unfreezes them once the workers exist.
-    """
-    if loader.num_workers == 0:
-        return iter(loader)
-    gc.freeze()
-    try:
-        return iter(loader)
-    finally:
-        gc.unfreeze()

@@ -40,7 +40,7 @@ from contrastive_seq.losses.output import LossOutput
 from contrastive_seq.methods.base import Method
 from contrastive_seq.sampling.base import PairIndex, Sampler
 from contrastive_seq.seeding import derive_seed, forked_random_state, seed_everything
-from contrastive_seq.training.batches import SampledBatches, iterate_in_workers
+from contrastive_seq.training.batches import SampledBatches
 from contrastive_seq.training.checkpoint import load_checkpoint, previous_checkpoint_path
 from contrastive_seq.training.metrics import flatten
 from contrastive_seq.training.monitor import RunWatch
@@ -287,7 +287,7 @@ class Trainer:
         watch = RunWatch(self.method, start, config.warmup_steps, config.max_steps, config.log_every, self.rank == 0)
         self.module.train()
         try:
-            for step, batch in enumerate(iterate_in_workers(self._loader(start)), start=start):
+            for step, batch in enumerate(self._loader(start), start=start):
                 lr = self.optimizer.param_groups[0]["lr"]
                 scalars = self._watched_step(step, batch, watch)
                 self.step = step + 1
