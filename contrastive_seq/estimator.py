@@ -402,10 +402,29 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         encoder = self._encoder()
         sampler = self._sampler(sessions, encoder.left_context, encoder.right_context)
         if len(sessions) == 1:
-            whole = self.batch_size is None and encoder.time_stride == 1 and sessions[0].in_memory
+            whole = encoder.time_stride == 1 and sessions[0].in_memory and self._whole_pass_pays(encoder, sessions[0])
             views = WholeRecordingViews(encoder.left_context) if whole else WindowViews.for_encoder(encoder)
             return sampler, sessions[0], views
         return sampler, MultiSessionRecording(sessions), MultiSessionWindowViews.for_encoder(encoder)
+
+    def _whole_pass_pays(self, encoder: TimeSeriesEncoder, recording: Recording) -> bool:
+        """Embed one valid pass over the recording per step rather than each window of the batch?
+
+        Always for the full batch (``batch_size=None``); for a batch size, when
+        the pass costs no more multiply-adds than the batch's windows
+        (references, the positives the loss uses, negatives) and the encoder
+        has no dropout (whose masks would then be shared by all windows).
+        Both give the same embeddings and gradients.
+        """
+        if self.batch_size is None:
+            return True
+        if any(isinstance(module, torch.nn.modules.dropout._DropoutNd) for module in encoder.modules()):
+            return False
+        negatives = getattr(self, "num_negatives", None) or self.batch_size
+        windows = self.batch_size * (2 if self.hybrid else 1) + self.batch_size + negatives
+        per_windows = encoder.multiply_adds(windows, encoder.receptive_field)
+        whole = encoder.multiply_adds(1, len(recording))
+        return per_windows is not None and whole is not None and whole <= per_windows
 
     def _train(self, sessions: list[Recording], steps: int) -> None:
         self._check_lengths(sessions)

@@ -197,6 +197,43 @@ def test_full_batch_embeds_the_recording_once_with_the_window_loss():
     assert len(model.history_) == 1
 
 
+def test_a_batch_embeds_the_recording_once_where_that_costs_fewer_multiply_adds(monkeypatch):
+    """With a batch size, one pass over a short recording replaces the windows: same losses step by step.
+
+    300 time points against 3 x 100 windows of 10: the pass costs fewer
+    multiply-adds and is chosen; forcing windows gives the same history
+    (1e-5). A long recording, or a dropout encoder (masks shared by the whole
+    pass), keeps windows.
+    """
+    chosen = []
+    monkeypatch.setattr(estimator_module, "WholeRecordingViews", _spy(WholeRecordingViews, chosen, "whole"))
+    monkeypatch.setattr(estimator_module, "WindowViews", _spy(WindowViews, chosen, "windows"))
+    settings = dict(QUICK, model_architecture="offset10", batch_size=100, max_iterations=4)
+    whole = ContrastiveEmbedding(**settings).fit(X, YC)
+    monkeypatch.setattr(ContrastiveEmbedding, "_whole_pass_pays", lambda self, encoder, recording: False)
+    windows = ContrastiveEmbedding(**settings).fit(X, YC)
+    assert chosen == ["whole", "windows"]
+    np.testing.assert_allclose(
+        [r["loss"] for r in whole.history_], [r["loss"] for r in windows.history_], rtol=0, atol=1e-5
+    )
+    monkeypatch.undo()
+    model = ContrastiveEmbedding(**dict(settings, batch_size=10, max_iterations=1)).fit(X, YC)
+    assert not model._whole_pass_pays(model._encoder(), Recording(X.astype(np.float32)))
+    dropout = ContrastiveEmbedding(**dict(settings, model_architecture="offset36-model-dropout")).fit(X, YC)
+    assert not dropout._whole_pass_pays(dropout._encoder(), Recording(X.astype(np.float32)))
+
+
+def _spy(views_class: type, chosen: list[str], name: str) -> type:
+    """``views_class`` that appends ``name`` to ``chosen`` when the estimator builds it."""
+
+    class Spied(views_class):
+        def __init__(self, *args, **kwargs):
+            chosen.append(name)
+            super().__init__(*args, **kwargs)
+
+    return Spied
+
+
 def test_adapt_trains_only_a_new_input_layer():
     model = CEBRA(model_architecture="offset10-model", max_adapt_iterations=2, **QUICK).fit(X, YC)
     before = {name: value.clone() for name, value in model._encoder().state_dict().items()}
