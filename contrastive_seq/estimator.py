@@ -88,6 +88,8 @@ SAVE_FORMAT = 1
 # set by a fit from its data (before any training)
 _INPUT_ATTRIBUTES = ("n_features_in_", "n_sessions_", "n_features_per_session_", "label_kind_")
 DEVICES = ("auto", "cpu", "cuda", "cuda_if_available")
+# fit(..., adapt=True) trains the new input layer at this multiple of learning_rate unless adapt_learning_rate is set
+ADAPT_RATE_FACTOR = 10.0
 
 
 class EstimatorInputError(ValueError, RuntimeError):
@@ -138,6 +140,9 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         learning_rate: Adam(W) learning rate, constant.
         max_iterations: optimiser steps per ``fit`` (and per ``partial_fit``).
         max_adapt_iterations: steps of ``fit(..., adapt=True)`` (``None``: ``max_iterations``).
+        adapt_learning_rate: learning rate of the new input layer in ``fit(..., adapt=True)``
+            (``None``: 10 × ``learning_rate``: one layer trained alone at the whole model's rate
+            lags a model fitted from scratch, see ``benchmarks/adapt_new_session.py``).
         device: ``"auto"`` / ``"cuda_if_available"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         verbose: show a progress bar.
         random_state: ``None``, an int or a ``numpy.random.RandomState``.
@@ -174,6 +179,7 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         learning_rate: float = 3e-4,
         max_iterations: int = 1000,
         max_adapt_iterations: int | None = None,
+        adapt_learning_rate: float | None = None,
         device: str = "auto",
         verbose: bool = False,
         random_state: int | np.random.RandomState | None = None,
@@ -194,6 +200,7 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.max_iterations = max_iterations
         self.max_adapt_iterations = max_adapt_iterations
+        self.adapt_learning_rate = adapt_learning_rate
         self.device = device
         self.verbose = verbose
         self.random_state = random_state
@@ -226,8 +233,8 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
                 positive_int(name, getattr(self, name))
         for name in ("temperature", "learning_rate"):
             positive_number(name, getattr(self, name))
-        for name in ("delta", "min_temperature"):
-            if getattr(self, name) is not None:
+        for name in ("delta", "min_temperature", "adapt_learning_rate"):
+            if getattr(self, name, None) is not None:
                 positive_number(name, getattr(self, name))
         if self.model_architecture not in ARCHITECTURES:
             raise ValueError(
@@ -426,14 +433,15 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         whole = encoder.multiply_adds(1, len(recording))
         return per_windows is not None and whole is not None and whole <= per_windows
 
-    def _train(self, sessions: list[Recording], steps: int) -> None:
+    def _train(self, sessions: list[Recording], steps: int, learning_rate: float | None = None) -> None:
+        """``steps`` optimiser steps on ``sessions`` at ``learning_rate`` (``None``: ``self.learning_rate``)."""
         self._check_lengths(sessions)
         sampler, data, views = self._pairing(sessions)
         batch_size = self._batch_size(sessions, sampler)
         config = TrainerConfig(
             max_steps=steps,
             batch_size=batch_size,
-            lr=float(self.learning_rate),
+            lr=float(self.learning_rate if learning_rate is None else learning_rate),
             weight_decay=self._weight_decay(),
             schedule="constant",
             device=_trainer_device(self.device),
@@ -538,8 +546,9 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         for name, parameter in self.model_.named_parameters():
             parameter.requires_grad_(name.removeprefix("encoder.") in trained and name.startswith("encoder."))
         steps = int(self.max_iterations if self.max_adapt_iterations is None else self.max_adapt_iterations)
+        rate = getattr(self, "adapt_learning_rate", None)
         try:
-            self._train(sessions, steps)
+            self._train(sessions, steps, ADAPT_RATE_FACTOR * self.learning_rate if rate is None else rate)
         finally:
             for parameter in self.model_.parameters():
                 parameter.requires_grad_(True)

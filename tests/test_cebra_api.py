@@ -249,6 +249,19 @@ def test_adapt_trains_only_a_new_input_layer():
         model.fit([X, X2], [YC[:, :1], YC[:240, :1]], adapt=True)
 
 
+def test_adapting_trains_the_new_layer_at_ten_times_the_learning_rate_unless_set(monkeypatch):
+    """One layer alone at the whole model's rate lags a fit from scratch (benchmarks/adapt_new_session.py)."""
+    rates = []
+    original = estimator_module.TrainerConfig
+    monkeypatch.setattr(estimator_module, "TrainerConfig", lambda **kw: rates.append(kw["lr"]) or original(**kw))
+    settings = dict(QUICK, model_architecture="offset10", max_adapt_iterations=1, learning_rate=2e-4)
+    model = ContrastiveEmbedding(**settings).fit(X, YC).fit(X2, YD2, adapt=True)
+    model.set_params(adapt_learning_rate=5e-3).fit(X2, YD2, adapt=True)
+    assert rates == [2e-4, pytest.approx(2e-3), 5e-3]
+    with pytest.raises(ValueError, match="adapt_learning_rate"):
+        ContrastiveEmbedding(**dict(settings, adapt_learning_rate=0.0)).fit(X, YC)
+
+
 def test_multi_session_discrete_sampler_pairs_one_label_across_sessions():
     labels = [torch.randint(0, 3, (50,)), torch.randint(0, 3, (70,))]
     sampler = MultiSessionDiscreteSampler(labels, left_context=2, right_context=1, num_negatives=5)

@@ -154,14 +154,7 @@ class TimeSeriesFileData(DataConfig):
         return load_timeseries(path, self.neural, self.continuous or None, self.discrete, self.segments)
 
     def build(self, config: ExperimentConfig) -> RecordingSplit:
-        recording = self.read(self.path)
-        train, test = split_in_time(recording, self.test_fraction)
-        if len(self.continuous) == recording.num_continuous:
-            names = self.continuous
-        else:  # a name holds several columns
-            names = [f"continuous_{j}" for j in range(recording.num_continuous)]
-        meaning = LabelMeaning({name: (j, 1.0, "") for j, name in enumerate(names)}, self.discrete)
-        return RecordingSplit(train, test, (train.num_channels,), meaning)
+        return held_out_split(self.read(self.path), self.test_fraction, self.continuous, self.discrete)
 
     def samples(self, part: Recording) -> torch.Tensor:
         """The neural data ``(T, channels)`` of one part."""
@@ -170,6 +163,60 @@ class TimeSeriesFileData(DataConfig):
     def read_samples(self, path: str) -> torch.Tensor:
         """The neural data ``(T, channels)`` of the whole recording in ``path`` (for ``embed``)."""
         return self.read(path).neural
+
+
+@DataConfig.register("nwb_file")
+@dataclass
+class NWBFileData(TimeSeriesFileData):
+    """A Neurodata Without Borders file (needs ``pynwb``), read by :func:`~contrastive_seq.data.nwb.load_nwb`.
+
+    ``neural`` is ``units`` (the units table's spike times counted in bins of
+    ``bin_width`` seconds) or the name of a TimeSeries (an ElectricalSeries,
+    ``Fluorescence/RoiResponseSeries``, ...) whose samples are the bins;
+    ``continuous`` names the behaviour series (SpatialSeries / TimeSeries,
+    interpolated onto the bins), ``discrete`` a trials-table column. The
+    trials are the segments: whole trials are held out (the last
+    ``test_fraction`` of time) and no window or positive crosses a trial's
+    edge. ``start`` / ``stop`` (seconds) bound the bins.
+    """
+
+    name: str = "nwb_file"
+    neural: str = "units"
+    bin_width: float | None = None
+    start: float | None = None
+    stop: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise ConfigError("data.path must name the .nwb file")
+        if self.segments is not None:
+            raise ConfigError("data.segments does not apply to nwb_file: the file's trials table gives the segments")
+        if self.neural == "units" and not (self.bin_width or 0) > 0:
+            raise ConfigError(f"data.bin_width must be a positive number of seconds with neural: units, got {self.bin_width!r}")
+        super().__post_init__()
+
+    def read(self, path: str) -> Recording:
+        """The recording in the NWB file ``path`` with this section's names (the whole file, nothing held out)."""
+        from contrastive_seq.data.nwb import load_nwb
+
+        return load_nwb(path, self.neural, self.continuous, self.bin_width, self.discrete, self.start, self.stop)
+
+
+def held_out_split(
+    recording: Recording, test_fraction: float, continuous: list[str], discrete: str | None
+) -> RecordingSplit:
+    """``recording`` cut in time (:func:`split_in_time`) with its labels named by ``continuous`` and ``discrete``.
+
+    A name of ``continuous`` that holds several columns numbers them all
+    (``continuous_0``, ...).
+    """
+    train, test = split_in_time(recording, test_fraction)
+    if len(continuous) == recording.num_continuous:
+        names = continuous
+    else:  # a name holds several columns
+        names = [f"continuous_{j}" for j in range(recording.num_continuous)]
+    meaning = LabelMeaning({name: (j, 1.0, "") for j, name in enumerate(names)}, discrete)
+    return RecordingSplit(train, test, (train.num_channels,), meaning)
 
 
 def split_in_time(recording: Recording, test_fraction: float) -> tuple[Recording, Recording]:
