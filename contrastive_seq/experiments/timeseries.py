@@ -154,7 +154,14 @@ class TimeSeriesFileData(DataConfig):
         return load_timeseries(path, self.neural, self.continuous or None, self.discrete, self.segments)
 
     def build(self, config: ExperimentConfig) -> RecordingSplit:
-        return held_out_split(self.read(self.path), self.test_fraction, self.continuous, self.discrete)
+        recording = self.read(self.path)
+        train, test = split_in_time(recording, self.test_fraction)
+        if len(self.continuous) == recording.num_continuous:
+            names = self.continuous
+        else:  # a name holds several columns
+            names = [f"continuous_{j}" for j in range(recording.num_continuous)]
+        meaning = LabelMeaning({name: (j, 1.0, "") for j, name in enumerate(names)}, self.discrete)
+        return RecordingSplit(train, test, (train.num_channels,), meaning)
 
     def samples(self, part: Recording) -> torch.Tensor:
         """The neural data ``(T, channels)`` of one part."""
@@ -177,7 +184,8 @@ class NWBFileData(TimeSeriesFileData):
     interpolated onto the bins), ``discrete`` a trials-table column. The
     trials are the segments: whole trials are held out (the last
     ``test_fraction`` of time) and no window or positive crosses a trial's
-    edge. ``start`` / ``stop`` (seconds) bound the bins.
+    edge. ``start`` / ``stop`` (seconds) bound the bins. Built, held out and
+    embedded as :class:`TimeSeriesFileData`, only :meth:`read` differs.
     """
 
     name: str = "nwb_file"
@@ -200,23 +208,6 @@ class NWBFileData(TimeSeriesFileData):
         from contrastive_seq.data.nwb import load_nwb
 
         return load_nwb(path, self.neural, self.continuous, self.bin_width, self.discrete, self.start, self.stop)
-
-
-def held_out_split(
-    recording: Recording, test_fraction: float, continuous: list[str], discrete: str | None
-) -> RecordingSplit:
-    """``recording`` cut in time (:func:`split_in_time`) with its labels named by ``continuous`` and ``discrete``.
-
-    A name of ``continuous`` that holds several columns numbers them all
-    (``continuous_0``, ...).
-    """
-    train, test = split_in_time(recording, test_fraction)
-    if len(continuous) == recording.num_continuous:
-        names = continuous
-    else:  # a name holds several columns
-        names = [f"continuous_{j}" for j in range(recording.num_continuous)]
-    meaning = LabelMeaning({name: (j, 1.0, "") for j, name in enumerate(names)}, discrete)
-    return RecordingSplit(train, test, (train.num_channels,), meaning)
 
 
 def split_in_time(recording: Recording, test_fraction: float) -> tuple[Recording, Recording]:

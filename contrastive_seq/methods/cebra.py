@@ -154,12 +154,15 @@ class MultiSessionCEBRA(Method):
 
 
 class WholeRecordingViews(Views):
-    """CEBRA's full batch (``batch_size=None``): the whole recording once, the pairs as rows of its embedding.
+    """The whole recording once, the pairs as rows of its embedding: CEBRA's full batch, or any cheaper batch.
 
     When a batch covers every valid time point, one valid pass over the
     recording embeds each time point once, where window batches would embed
     it about three times per window it falls in (reference, positive,
     negative): the same outputs at a fraction of the multiply-adds and memory.
+    The estimator uses it for ``batch_size=None``, and for a batch size where
+    the pass costs fewer multiply-adds than the batch's windows
+    (:meth:`~contrastive_seq.models.timeseries.TimeSeriesEncoder.multiply_adds`).
 
     ``views(recording, pairs, generator)`` returns::
 
