@@ -223,6 +223,23 @@ def test_a_batch_embeds_the_recording_once_where_that_costs_fewer_multiply_adds(
     assert not dropout._whole_pass_pays(dropout._encoder(), Recording(X.astype(np.float32)))
 
 
+def test_one_pass_over_the_recording_gives_the_window_batchs_loss_and_gradients():
+    """The pass and the windows embed the same pairs alike: loss and every parameter's gradient to 1e-5."""
+    model = ContrastiveEmbedding(**dict(QUICK, model_architecture="offset10", max_iterations=1)).fit(X, YC)
+    encoder = model._encoder()
+    recording = Recording(X.astype(np.float32))
+    pairs = TimeContrastiveSampler(300, 3, encoder.left_context, encoder.right_context).sample(100, torch.Generator())
+    results = []
+    for views in (WindowViews.for_encoder(encoder), WholeRecordingViews(encoder.left_context)):
+        model.model_.zero_grad()
+        loss = model.model_.training_step(views(recording, pairs, torch.Generator())).loss
+        loss.backward()
+        results.append([loss.detach()] + [p.grad.clone() for p in model.model_.parameters() if p.grad is not None])
+    assert len(results[0]) == len(results[1]) > 1
+    for window_value, whole_value in zip(*results):
+        torch.testing.assert_close(whole_value, window_value, rtol=0, atol=1e-5)
+
+
 def _spy(views_class: type, chosen: list[str], name: str) -> type:
     """``views_class`` that appends ``name`` to ``chosen`` when the estimator builds it."""
 
