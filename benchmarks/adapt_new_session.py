@@ -79,7 +79,8 @@ def one_seed(args: argparse.Namespace, seed: int) -> dict[tuple[str, int], float
     fitted.fit(source.neural.numpy(), source.continuous.numpy())
     errors = {}
     for steps in args.steps:
-        adapted = copy.deepcopy(fitted).set_params(max_adapt_iterations=steps, adapt_learning_rate=args.adapt_learning_rate)
+        adapted = copy.deepcopy(fitted)
+        adapted.set_params(max_adapt_iterations=steps, adapt_learning_rate=args.adapt_learning_rate)
         adapted.fit(train.neural.numpy(), train.continuous.numpy(), adapt=True)
         scratch = estimator(steps, seed, args.learning_rate).fit(train.neural.numpy(), train.continuous.numpy())
         errors["adapt", steps] = median_error_cm(adapted, train, test)

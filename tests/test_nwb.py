@@ -122,7 +122,7 @@ def test_missing_file_is_named(tmp_path):
 
 
 def write_place_cell_nwb(path, seconds: float, seed: int) -> None:
-    """Twelve units with place fields on a 0..1 track run back and forth every 4 s, 1D position at 50 Hz,
+    """Twelve units with place fields on a 0..1 track run back and forth (2 s a lap), position at 50 Hz,
     trials of 4 s with a 'direction' column."""
     rng = np.random.default_rng(seed)
     nwbfile = pynwb.NWBFile(
@@ -144,7 +144,7 @@ def write_place_cell_nwb(path, seconds: float, seed: int) -> None:
 
 
 def test_config_trains_embeds_and_decodes_an_nwb_file(tmp_path):
-    """``configs/own_data/cebra_nwb.yaml`` on files written here: train, then embed another NWB file (docs/neural.md)."""
+    """``configs/own_data/cebra_nwb.yaml`` on files written here: train, then embed another NWB file."""
     from contrastive_seq.cli import main
 
     write_place_cell_nwb(tmp_path / "session.nwb", 60.0, seed=0)

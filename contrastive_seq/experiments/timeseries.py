@@ -200,7 +200,9 @@ class NWBFileData(TimeSeriesFileData):
         if self.segments is not None:
             raise ConfigError("data.segments does not apply to nwb_file: the file's trials table gives the segments")
         if self.neural == "units" and not (self.bin_width or 0) > 0:
-            raise ConfigError(f"data.bin_width must be a positive number of seconds with neural: units, got {self.bin_width!r}")
+            raise ConfigError(
+                f"data.bin_width must be a positive number of seconds with neural: units, got {self.bin_width!r}"
+            )
         super().__post_init__()
 
     def read(self, path: str) -> Recording:
