@@ -172,7 +172,8 @@ class CEBRA(ContrastiveEmbedding):
         Floating label arrays are continuous (joined), one integer array is
         discrete; with several sessions each label argument is a list with one
         array per session. ``adapt=True`` trains only a new input layer for
-        ``X`` into the fitted space for ``max_adapt_iterations`` steps.
+        ``X`` into the fitted space for ``max_adapt_iterations`` steps, at 10 ×
+        ``learning_rate`` (CEBRA keeps the rate: one layer alone then lags a fit from scratch).
         """
         self._refuse_unlabelled_sessions(X, y)
         return self._fit(X, tuple(y), adapt)

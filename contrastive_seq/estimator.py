@@ -82,6 +82,8 @@ SAVE_FORMAT = 1
 # set by a fit from its data (before any training)
 _INPUT_ATTRIBUTES = ("n_features_in_", "n_sessions_", "n_features_per_session_", "label_kind_")
 DEVICES = ("auto", "cpu", "cuda", "cuda_if_available")
+# fit(..., adapt=True) trains the new input layer at this multiple of learning_rate unless adapt_learning_rate is set
+ADAPT_RATE_FACTOR = 10.0
 
 
 class EstimatorInputError(ValueError, RuntimeError):
@@ -132,6 +134,9 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         learning_rate: Adam(W) learning rate, constant.
         max_iterations: optimiser steps per ``fit`` (and per ``partial_fit``).
         max_adapt_iterations: steps of ``fit(..., adapt=True)`` (``None``: ``max_iterations``).
+        adapt_learning_rate: learning rate of the new input layer in ``fit(..., adapt=True)``
+            (``None``: 10 × ``learning_rate``: one layer trained alone at the whole model's rate
+            lags a model fitted from scratch, see ``benchmarks/adapt_new_session.py``).
         device: ``"auto"`` / ``"cuda_if_available"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         verbose: show a progress bar.
         random_state: ``None``, an int or a ``numpy.random.RandomState``.
@@ -168,6 +173,7 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         learning_rate: float = 3e-4,
         max_iterations: int = 1000,
         max_adapt_iterations: int | None = None,
+        adapt_learning_rate: float | None = None,
         device: str = "auto",
         verbose: bool = False,
         random_state: int | np.random.RandomState | None = None,
@@ -188,6 +194,7 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.max_iterations = max_iterations
         self.max_adapt_iterations = max_adapt_iterations
+        self.adapt_learning_rate = adapt_learning_rate
         self.device = device
         self.verbose = verbose
         self.random_state = random_state
@@ -220,8 +227,8 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
                 positive_int(name, getattr(self, name))
         for name in ("temperature", "learning_rate"):
             positive_number(name, getattr(self, name))
-        for name in ("delta", "min_temperature"):
-            if getattr(self, name) is not None:
+        for name in ("delta", "min_temperature", "adapt_learning_rate"):
+            if getattr(self, name, None) is not None:
                 positive_number(name, getattr(self, name))
         if self.model_architecture not in ARCHITECTURES:
             raise ValueError(
@@ -395,19 +402,39 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         encoder = self._encoder()
         sampler = self._sampler(sessions, encoder.left_context, encoder.right_context)
         if len(sessions) == 1:
-            whole = self.batch_size is None and encoder.time_stride == 1 and sessions[0].in_memory
+            whole = encoder.time_stride == 1 and sessions[0].in_memory and self._whole_pass_pays(encoder, sessions[0])
             views = WholeRecordingViews(encoder.left_context) if whole else WindowViews.for_encoder(encoder)
             return sampler, sessions[0], views
         return sampler, MultiSessionRecording(sessions), MultiSessionWindowViews.for_encoder(encoder)
 
-    def _train(self, sessions: list[Recording], steps: int) -> None:
+    def _whole_pass_pays(self, encoder: TimeSeriesEncoder, recording: Recording) -> bool:
+        """Embed one valid pass over the recording per step rather than each window of the batch?
+
+        Always for the full batch (``batch_size=None``); for a batch size, when
+        the pass costs no more multiply-adds than the batch's windows
+        (references, the positives the loss uses, negatives) and the encoder
+        has no dropout (whose masks would then be shared by all windows).
+        Both give the same embeddings and gradients.
+        """
+        if self.batch_size is None:
+            return True
+        if any(isinstance(module, torch.nn.modules.dropout._DropoutNd) for module in encoder.modules()):
+            return False
+        negatives = getattr(self, "num_negatives", None) or self.batch_size
+        windows = self.batch_size * (2 if self.hybrid else 1) + self.batch_size + negatives
+        per_windows = encoder.multiply_adds(windows, encoder.receptive_field)
+        whole = encoder.multiply_adds(1, len(recording))
+        return per_windows is not None and whole is not None and whole <= per_windows
+
+    def _train(self, sessions: list[Recording], steps: int, learning_rate: float | None = None) -> None:
+        """``steps`` optimiser steps on ``sessions`` at ``learning_rate`` (``None``: ``self.learning_rate``)."""
         self._check_lengths(sessions)
         sampler, data, views = self._pairing(sessions)
         batch_size = self._batch_size(sessions, sampler)
         config = TrainerConfig(
             max_steps=steps,
             batch_size=batch_size,
-            lr=float(self.learning_rate),
+            lr=float(self.learning_rate if learning_rate is None else learning_rate),
             weight_decay=self._weight_decay(),
             schedule="constant",
             device=_trainer_device(self.device),
@@ -511,8 +538,9 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         for name, parameter in self.model_.named_parameters():
             parameter.requires_grad_(name.removeprefix("encoder.") in trained and name.startswith("encoder."))
         steps = int(self.max_iterations if self.max_adapt_iterations is None else self.max_adapt_iterations)
+        rate = getattr(self, "adapt_learning_rate", None)
         try:
-            self._train(sessions, steps)
+            self._train(sessions, steps, ADAPT_RATE_FACTOR * self.learning_rate if rate is None else rate)
         finally:
             for parameter in self.model_.parameters():
                 parameter.requires_grad_(True)

@@ -197,6 +197,60 @@ def test_full_batch_embeds_the_recording_once_with_the_window_loss():
     assert len(model.history_) == 1
 
 
+def test_a_batch_embeds_the_recording_once_where_that_costs_fewer_multiply_adds(monkeypatch):
+    """With a batch size, one pass over a short recording replaces the windows: same losses step by step.
+
+    300 time points against 3 x 100 windows of 10: the pass costs fewer
+    multiply-adds and is chosen; forcing windows gives the same history
+    (1e-5). A long recording, or a dropout encoder (masks shared by the whole
+    pass), keeps windows.
+    """
+    chosen = []
+    monkeypatch.setattr(estimator_module, "WholeRecordingViews", _spy(WholeRecordingViews, chosen, "whole"))
+    monkeypatch.setattr(estimator_module, "WindowViews", _spy(WindowViews, chosen, "windows"))
+    settings = dict(QUICK, model_architecture="offset10", batch_size=100, max_iterations=4)
+    whole = ContrastiveEmbedding(**settings).fit(X, YC)
+    monkeypatch.setattr(ContrastiveEmbedding, "_whole_pass_pays", lambda self, encoder, recording: False)
+    windows = ContrastiveEmbedding(**settings).fit(X, YC)
+    assert chosen == ["whole", "windows"]
+    np.testing.assert_allclose(
+        [r["loss"] for r in whole.history_], [r["loss"] for r in windows.history_], rtol=0, atol=1e-5
+    )
+    monkeypatch.undo()
+    model = ContrastiveEmbedding(**dict(settings, batch_size=10, max_iterations=1)).fit(X, YC)
+    assert not model._whole_pass_pays(model._encoder(), Recording(X.astype(np.float32)))
+    dropout = ContrastiveEmbedding(**dict(settings, model_architecture="offset36-model-dropout")).fit(X, YC)
+    assert not dropout._whole_pass_pays(dropout._encoder(), Recording(X.astype(np.float32)))
+
+
+def test_one_pass_over_the_recording_gives_the_window_batchs_loss_and_gradients():
+    """The pass and the windows embed the same pairs alike: loss and every parameter's gradient to 1e-5."""
+    model = ContrastiveEmbedding(**dict(QUICK, model_architecture="offset10", max_iterations=1)).fit(X, YC)
+    encoder = model._encoder()
+    recording = Recording(X.astype(np.float32))
+    pairs = TimeContrastiveSampler(300, 3, encoder.left_context, encoder.right_context).sample(100, torch.Generator())
+    results = []
+    for views in (WindowViews.for_encoder(encoder), WholeRecordingViews(encoder.left_context)):
+        model.model_.zero_grad()
+        loss = model.model_.training_step(views(recording, pairs, torch.Generator())).loss
+        loss.backward()
+        results.append([loss.detach()] + [p.grad.clone() for p in model.model_.parameters() if p.grad is not None])
+    assert len(results[0]) == len(results[1]) > 1
+    for window_value, whole_value in zip(*results):
+        torch.testing.assert_close(whole_value, window_value, rtol=0, atol=1e-5)
+
+
+def _spy(views_class: type, chosen: list[str], name: str) -> type:
+    """``views_class`` that appends ``name`` to ``chosen`` when the estimator builds it."""
+
+    class Spied(views_class):
+        def __init__(self, *args, **kwargs):
+            chosen.append(name)
+            super().__init__(*args, **kwargs)
+
+    return Spied
+
+
 def test_adapt_trains_only_a_new_input_layer():
     model = CEBRA(model_architecture="offset10-model", max_adapt_iterations=2, **QUICK).fit(X, YC)
     before = {name: value.clone() for name, value in model._encoder().state_dict().items()}
@@ -210,6 +264,19 @@ def test_adapt_trains_only_a_new_input_layer():
     assert model.transform(X2).shape == (240, 4)
     with pytest.raises(NotImplementedError, match="multisession"):
         model.fit([X, X2], [YC[:, :1], YC[:240, :1]], adapt=True)
+
+
+def test_adapting_trains_the_new_layer_at_ten_times_the_learning_rate_unless_set(monkeypatch):
+    """One layer alone at the whole model's rate lags a fit from scratch (benchmarks/adapt_new_session.py)."""
+    rates = []
+    original = estimator_module.TrainerConfig
+    monkeypatch.setattr(estimator_module, "TrainerConfig", lambda **kw: rates.append(kw["lr"]) or original(**kw))
+    settings = dict(QUICK, model_architecture="offset10", max_adapt_iterations=1, learning_rate=2e-4)
+    model = ContrastiveEmbedding(**settings).fit(X, YC).fit(X2, YD2, adapt=True)
+    model.set_params(adapt_learning_rate=5e-3).fit(X2, YD2, adapt=True)
+    assert rates == [2e-4, pytest.approx(2e-3), 5e-3]
+    with pytest.raises(ValueError, match="adapt_learning_rate"):
+        ContrastiveEmbedding(**dict(settings, adapt_learning_rate=0.0)).fit(X, YC)
 
 
 def test_multi_session_discrete_sampler_pairs_one_label_across_sessions():

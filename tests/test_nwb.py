@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,3 +119,45 @@ def test_bad_arguments_are_named(nwb_path, kwargs, message):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="path"):
         load_nwb(tmp_path / "absent.nwb", bin_width=0.1)
+
+
+def write_place_cell_nwb(path, seconds: float, seed: int) -> None:
+    """Twelve units with place fields on a 0..1 track run back and forth (2 s a lap), position at 50 Hz,
+    trials of 4 s with a 'direction' column."""
+    rng = np.random.default_rng(seed)
+    nwbfile = pynwb.NWBFile(
+        session_description="place cells", identifier=f"place-{seed}",
+        session_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc),
+    )
+    times = np.arange(0, seconds, 0.02)
+    position = np.abs((times / 2.0) % 2.0 - 1.0)  # one lap per 2 s
+    for centre in np.linspace(0, 1, 12):
+        rate = 40.0 * np.exp(-((position - centre) ** 2) / 0.01)  # Hz
+        nwbfile.add_unit(spike_times=np.sort(times[rng.random(len(times)) < rate * 0.02]))
+    series = SpatialSeries(name="position", data=position, reference_frame="track start", timestamps=times)
+    nwbfile.create_processing_module(name="behavior", description="behaviour").add(Position(spatial_series=series))
+    nwbfile.add_trial_column(name="direction", description="first lap's direction")
+    for begin in np.arange(0, seconds, 4.0):
+        nwbfile.add_trial(start_time=begin, stop_time=begin + 4.0, direction="out")
+    with pynwb.NWBHDF5IO(str(path), "w") as io:
+        io.write(nwbfile)
+
+
+def test_config_trains_embeds_and_decodes_an_nwb_file(tmp_path):
+    """``configs/own_data/cebra_nwb.yaml`` on files written here: train, then embed another NWB file."""
+    from contrastive_seq.cli import main
+
+    write_place_cell_nwb(tmp_path / "session.nwb", 60.0, seed=0)
+    write_place_cell_nwb(tmp_path / "new.nwb", 20.0, seed=1)
+    run = tmp_path / "run"
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "own_data" / "cebra_nwb.yaml")
+    overrides = [f"data.path={tmp_path / 'session.nwb'}", "train.max_steps=5", "train.batch_size=64",
+                 "train.progress=false", "train.log_every=1", "train.checkpoint_every=1000", f"train.output_dir={run}"]
+    assert main(["train", config, *overrides]) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert "position" in json.dumps(results)  # the behaviour series was decoded by its name
+    assert main(["embed", str(run), str(tmp_path / "new.nwb"), "-o", str(tmp_path / "z.npy"), "--no-progress"]) == 0
+    z = np.load(tmp_path / "z.npy")
+    assert z.shape == (len(load_nwb(tmp_path / "new.nwb", "units", "position", 0.05)), 3)  # read as in training
+    assert np.isfinite(z).all()
+    assert main(["train", config, *overrides[1:], f"data.path={tmp_path / 'session.nwb'}", "data.bin_width=null"]) == 2

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from torch.utils.flop_counter import FlopCounterMode
+
 from contrastive_seq.models import TIME_SERIES_ENCODERS, ConvolutionalEncoder, make_time_series_encoder
+from contrastive_seq.models.architectures import ARCHITECTURES, make_architecture
 
 NAMES = sorted(TIME_SERIES_ENCODERS)
 CHANNELS, DIM, HIDDEN = 3, 4, 8
@@ -120,6 +123,20 @@ def test_convolutional_receptive_field_formula_matches_a_valid_pass():
     with torch.no_grad():
         out = encoder.network(torch.randn(1, 2, 40))
     assert out.shape == (1, 3, 40 - encoder.receptive_field + 1)
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_multiply_adds_equal_torchs_flop_count_of_a_valid_pass(name):
+    """The estimator picks windows or a whole-recording pass by this count; torch's counter is the reference."""
+    encoder = make_architecture(name, 7, 3, 16)
+    for batch, length in ((5, encoder.receptive_field), (1, encoder.receptive_field + 50)):
+        counted = encoder.multiply_adds(batch, length)
+        if encoder.time_stride != 1:  # strided convolutions: not estimated
+            assert counted is None
+            continue
+        with FlopCounterMode(display=False) as flops, torch.no_grad():
+            encoder._valid_pass(torch.randn(batch, 7, length))
+        assert counted == flops.get_total_flops() // 2  # one multiply-add is two flops
 
 
 def test_unknown_name_lists_the_choices():

@@ -173,6 +173,46 @@ class TimeSeriesFileData(DataConfig):
         return self.read(path).neural
 
 
+@DataConfig.register("nwb_file")
+@dataclass
+class NWBFileData(TimeSeriesFileData):
+    """A Neurodata Without Borders file (needs ``pynwb``), read by :func:`~contrastive_seq.data.nwb.load_nwb`.
+
+    ``neural`` is ``units`` (the units table's spike times counted in bins of
+    ``bin_width`` seconds) or the name of a TimeSeries (an ElectricalSeries,
+    ``Fluorescence/RoiResponseSeries``, ...) whose samples are the bins;
+    ``continuous`` names the behaviour series (SpatialSeries / TimeSeries,
+    interpolated onto the bins), ``discrete`` a trials-table column. The
+    trials are the segments: whole trials are held out (the last
+    ``test_fraction`` of time) and no window or positive crosses a trial's
+    edge. ``start`` / ``stop`` (seconds) bound the bins. Built, held out and
+    embedded as :class:`TimeSeriesFileData`, only :meth:`read` differs.
+    """
+
+    name: str = "nwb_file"
+    neural: str = "units"
+    bin_width: float | None = None
+    start: float | None = None
+    stop: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise ConfigError("data.path must name the .nwb file")
+        if self.segments is not None:
+            raise ConfigError("data.segments does not apply to nwb_file: the file's trials table gives the segments")
+        if self.neural == "units" and not (self.bin_width or 0) > 0:
+            raise ConfigError(
+                f"data.bin_width must be a positive number of seconds with neural: units, got {self.bin_width!r}"
+            )
+        super().__post_init__()
+
+    def read(self, path: str) -> Recording:
+        """The recording in the NWB file ``path`` with this section's names (the whole file, nothing held out)."""
+        from contrastive_seq.data.nwb import load_nwb
+
+        return load_nwb(path, self.neural, self.continuous, self.bin_width, self.discrete, self.start, self.stop)
+
+
 def split_in_time(recording: Recording, test_fraction: float) -> tuple[Recording, Recording]:
     """The first ``1 - test_fraction`` of ``recording``'s time points and the rest, as two in-memory recordings.
 

@@ -154,12 +154,15 @@ class MultiSessionCEBRA(Method):
 
 
 class WholeRecordingViews(Views):
-    """CEBRA's full batch (``batch_size=None``): the whole recording once, the pairs as rows of its embedding.
+    """The whole recording once, the pairs as rows of its embedding: CEBRA's full batch, or any cheaper batch.
 
     When a batch covers every valid time point, one valid pass over the
     recording embeds each time point once, where window batches would embed
     it about three times per window it falls in (reference, positive,
     negative): the same outputs at a fraction of the multiply-adds and memory.
+    The estimator uses it for ``batch_size=None``, and for a batch size where
+    the pass costs fewer multiply-adds than the batch's windows
+    (:meth:`~contrastive_seq.models.timeseries.TimeSeriesEncoder.multiply_adds`).
 
     ``views(recording, pairs, generator)`` returns::
 
@@ -172,6 +175,15 @@ class WholeRecordingViews(Views):
 
     def __init__(self, left_context: int):
         self.left_context = left_context
+        # the last recording and its (1, C, T) contiguous copy: a convolution would copy the transposed view
+        # at every forward and backward pass
+        self._layout: tuple[Recording, torch.Tensor] | None = None
+
+    def _channels_first(self, dataset: Recording) -> torch.Tensor:
+        """``dataset``'s neural data as a contiguous ``(1, C, T)`` tensor, copied once per recording."""
+        if self._layout is None or self._layout[0] is not dataset:
+            self._layout = (dataset, rearrange(dataset.read_neural(), "t c -> 1 c t").contiguous())
+        return self._layout[1]
 
     def __call__(  # noqa: D102
         self, dataset: Recording, pairs: PairIndex, generator: torch.Generator
@@ -181,7 +193,7 @@ class WholeRecordingViews(Views):
         if pairs.negative is None or pairs.negative.dim() != 1:
             raise ValueError("pairs.negative must be shared negatives of shape (M,)")
         return {
-            "recording": rearrange(dataset.read_neural(), "t c -> 1 c t"),
+            "recording": self._channels_first(dataset),
             "reference": pairs.reference - self.left_context,
             "positive": pairs.positive.T - self.left_context,
             "negative": pairs.negative - self.left_context,
