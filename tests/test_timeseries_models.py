@@ -139,6 +139,24 @@ def test_multiply_adds_equal_torchs_flop_count_of_a_valid_pass(name):
         assert counted == flops.get_total_flops() // 2  # one multiply-add is two flops
 
 
+@pytest.mark.parametrize("chunks", [1, 2, 3, 4, 7])
+@pytest.mark.parametrize("extra", [0, 1, 45])
+def test_a_recording_pass_in_overlapping_chunks_equals_one_pass(chunks, extra):
+    """Same rows and parameter gradients as one pass, for chunk counts that divide the span and that do not
+    (in float64, so that only a wrong row or a missed overlap could tell them apart)."""
+    torch.manual_seed(0)
+    encoder = make_time_series_encoder("offset10", 6, 3, 8).double()
+    recording = torch.randn(1, 6, encoder.receptive_field + 40 + extra, dtype=torch.float64)
+    whole = encoder._valid_pass(recording)
+    chunked = encoder.recording_pass(recording, chunks)
+    torch.testing.assert_close(chunked, whole, rtol=1e-12, atol=1e-12)
+    weights = torch.randn_like(whole)
+    expected = torch.autograd.grad((whole * weights).sum(), list(encoder.parameters()))
+    gradients = torch.autograd.grad((chunked * weights).sum(), list(encoder.parameters()))
+    for got, want in zip(gradients, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
 def test_unknown_name_lists_the_choices():
     with pytest.raises(ValueError) as error:
         make_time_series_encoder("offset7", CHANNELS, DIM)

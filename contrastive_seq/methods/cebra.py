@@ -78,7 +78,7 @@ class CEBRA(Method):
             )
         n = reference.shape[0]
         if "recording" in batch:  # whole-recording batch: one pass, pairs are rows of its embedding
-            z = rearrange(self.encoder._valid_pass(batch["recording"]), "1 d t -> t d")
+            z = rearrange(self.encoder.recording_pass(batch["recording"]), "1 d t -> t d")
             z_ref, z_pos, z_neg = z[reference], z[positive[:needed].reshape(-1)], z[negative]
         else:
             windows = torch.cat([reference, rearrange(positive[:needed], "p n c w -> (p n) c w"), negative])

@@ -93,6 +93,26 @@ class TimeSeriesEncoder(nn.Module):
         # pass (a whole recording) is several times slower than the sum
         return z / z.square().sum(1, keepdim=True).clamp_min(1e-24).sqrt()
 
+    def recording_pass(self, recording: torch.Tensor, chunks: int | None = None) -> torch.Tensor:
+        """:meth:`_valid_pass` of one long ``(1, in_channels, T)``, computed as ``chunks`` overlapping pieces of time.
+
+        Same output ``(1, output_dim, T - receptive_field + 1)``: the pieces
+        overlap by ``receptive_field - 1`` steps and are stacked in the batch,
+        which the CPU convolution kernels spread over threads better than one
+        long sequence (forward and backward of offset10, 120 neurons x 8,000
+        bins: 11.5 -> 9.6 ms on 2 threads, unchanged on 1). ``chunks``
+        defaults to torch's thread count.
+        """
+        span = recording.shape[2] - self.receptive_field + 1
+        chunks = torch.get_num_threads() if chunks is None else chunks
+        size = -(-span // max(1, chunks))
+        if chunks <= 1 or size >= span:
+            return self._valid_pass(recording)
+        starts = [min(i * size, span - size) for i in range(-(-span // size))]
+        pieces = torch.stack([recording[0, :, start : start + size + self.receptive_field - 1] for start in starts])
+        z = self._valid_pass(pieces)  # (pieces, output_dim, size); piece i keeps rows from i * size on
+        return torch.cat([z[i, :, i * size - start :] for i, start in enumerate(starts)], dim=1).unsqueeze(0)
+
     def multiply_adds(self, batch: int, length: int) -> int | None:
         """Multiply-adds of :meth:`_valid_pass` on ``(batch, in_channels, length)``, or ``None`` if unknown.
 
