@@ -65,7 +65,7 @@ def test_long_captions_warn_and_truncate_or_fail_naming_the_caption():
     captions = ["a cat", "a very long caption about a cat on a mat"]
     with pytest.warns(UserWarning, match=r"1 of 2 captions are longer than the context length 5 .*caption 1"):
         tokens = tokenize_captions(captions, tokenizer, "warn")
-    assert tokens.shape == (2, 5) and int(tokens[1, -1]) == tokenizer._tokenizer.eot_token_id
+    assert tokens.shape == (2, 5) and int(tokens[:][1, -1]) == tokenizer._tokenizer.eot_token_id
     with pytest.raises(ValueError, match="caption 1, 12 tokens"):
         tokenize_captions(captions, tokenizer, "error")
 

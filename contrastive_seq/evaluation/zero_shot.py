@@ -18,6 +18,7 @@ from sklearn.metrics import recall_score
 
 from contrastive_seq.evaluation.distributed_embed import across_ranks as split_across_ranks
 from contrastive_seq.evaluation.embeddings import embed_in_batches
+from contrastive_seq.models.caption_tokens import CaptionTokens
 
 
 def _check_matrix(name: str, x: object) -> torch.Tensor:
@@ -115,7 +116,9 @@ def caption_relevance(caption_image: torch.Tensor, num_images: int, labels: torc
 
 
 @torch.no_grad()
-def embed_texts_in_batches(method: torch.nn.Module, tokens: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+def embed_texts_in_batches(
+    method: torch.nn.Module, tokens: CaptionTokens | torch.Tensor, batch_size: int = 1024
+) -> torch.Tensor:
     """Text embeddings ``(m, dim)`` float32 on the CPU of token ids ``(m, context_length)``, via ``method.embed_text``."""
     device = next(method.parameters()).device
     was_training = method.training
@@ -130,7 +133,7 @@ def embed_texts_in_batches(method: torch.nn.Module, tokens: torch.Tensor, batch_
 def evaluate_image_text(
     method: torch.nn.Module,
     images: torch.Tensor,
-    caption_tokens: torch.Tensor,
+    caption_tokens: CaptionTokens | torch.Tensor,
     relevant: torch.Tensor,
     labels: torch.Tensor | None = None,
     class_names: Sequence[str] | None = None,
@@ -144,7 +147,8 @@ def evaluate_image_text(
         method: has ``embed(images) -> (n, d)``, ``embed_text(tokens) -> (m, d)``
             and ``tokenize(texts) -> tokens`` (a :class:`~contrastive_seq.methods.clip.CLIP`).
         images: ``(n, C, H, W)`` float in [0, 1].
-        caption_tokens: ``(m, context_length)`` token ids of the captions.
+        caption_tokens: the captions' token ids, ``caption_tokens[rows]`` ``(k, context_length)`` (a
+            packed :class:`~contrastive_seq.models.caption_tokens.CaptionTokens` or a padded tensor).
         relevant: ``(n, m)`` bool (see :func:`caption_relevance`).
         labels, class_names, templates: for zero-shot classification.
         ks: recall cut-offs.

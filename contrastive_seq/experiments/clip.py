@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from contrastive_seq.experiments.run import Experiment
     from contrastive_seq.methods.base import Method
     from contrastive_seq.methods.clip import CLIP
+    from contrastive_seq.models.caption_tokens import CaptionTokens
     from contrastive_seq.models.clip_towers import ImageTower, TextTower
     from contrastive_seq.sampling.base import Sampler
     from contrastive_seq.views.base import Views
@@ -349,7 +350,7 @@ class ZeroShotEvaluation(EvaluationConfig):
 class ZeroShotEvaluator(Evaluator):
     """:class:`ZeroShotEvaluation` of one held-out image-text split."""
 
-    def __init__(self, test: ImageTextDataset, tokens: torch.Tensor, relevant: torch.Tensor, templates: tuple[str, ...]):
+    def __init__(self, test: ImageTextDataset, tokens: CaptionTokens, relevant: torch.Tensor, templates: tuple[str, ...]):
         self.test, self.tokens, self.relevant, self.templates = test, tokens, relevant, templates
 
     def during_training(self, method: Method) -> dict[str, float]:

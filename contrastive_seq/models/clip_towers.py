@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from contrastive_seq.models.caption_tokens import CaptionTokens
 from contrastive_seq.models.pretrained import load_weights, read_weights
 
 #: open_clip's (OpenAI's) image normalisation
@@ -50,49 +51,70 @@ def _check_positive_int(name: str, value: object) -> int:
 
 
 class CaptionTokenizer(abc.ABC):
-    """Turns captions into fixed-length token ids ``(N, context_length)`` int64 for one text tower."""
+    """Turns captions into token ids for one text tower: per caption (:meth:`encode`, what a
+    :class:`~contrastive_seq.models.caption_tokens.CaptionTokens` table packs) or as one padded
+    ``(N, context_length)`` int64 table (calling it)."""
 
     context_length: int
+    pad_token_id: int
 
     @abc.abstractmethod
-    def lengths(self, texts: Sequence[str]) -> list[int]:
-        """Tokens each text needs, special tokens included (more than ``context_length`` means truncation)."""
+    def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[int]]:
+        """Each text's token ids, special tokens included, truncated to ``context_length`` as the
+        tower's own tokenizer truncates, and the number of tokens each needed before truncation."""
 
-    @abc.abstractmethod
     def __call__(self, texts: Sequence[str]) -> torch.Tensor:
-        """Token ids ``(len(texts), context_length)``, padded, and truncated where too long."""
+        """Token ids ``(len(texts), context_length)`` int64, padded, and truncated where too long."""
+        ids, _ = self.encode(texts)
+        return CaptionTokens.from_ids(ids, self.context_length, self.pad_token_id)[:]
 
 
 class OpenCLIPTokenizer(CaptionTokenizer):
-    """open_clip's byte-pair tokenizer (CLIP's 49,408-token vocabulary, shipped with open_clip)."""
+    """open_clip's byte-pair tokenizer (CLIP's 49,408-token vocabulary, shipped with open_clip).
+
+    Ids and truncation are open_clip's: start and end of text around the byte-pair
+    ids, a long caption cut to ``context_length`` with its last id made the end of
+    text, padding with 0.
+    """
+
+    pad_token_id = 0
 
     def __init__(self, context_length: int = 77):
         self.context_length = _check_positive_int("context_length", context_length)
         self._tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=context_length)
 
-    def lengths(self, texts: Sequence[str]) -> list[int]:  # noqa: D102
-        return [len(self._tokenizer.encode(text)) + 2 for text in texts]  # + start and end of text
-
-    def __call__(self, texts: Sequence[str]) -> torch.Tensor:  # noqa: D102
-        return self._tokenizer(list(texts))
+    def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[int]]:  # noqa: D102
+        start, end = self._tokenizer.sot_token_id, self._tokenizer.eot_token_id
+        full = [[start, *self._tokenizer.encode(text), end] for text in texts]
+        return [ids if len(ids) <= self.context_length else ids[: self.context_length - 1] + [end] for ids in full], [
+            len(ids) for ids in full
+        ]
 
 
 class HFTokenizer(CaptionTokenizer):
-    """A Hugging Face tokenizer read from a local directory; padding uses its ``pad_token_id``."""
+    """A Hugging Face tokenizer read from a local directory; padding uses its ``pad_token_id``.
+
+    Long texts are truncated by the tokenizer itself (``truncation=True``), so the
+    special tokens it adds stay where it puts them.
+    """
 
     def __init__(self, tokenizer: Any, context_length: int):
         self.context_length = _check_positive_int("context_length", context_length)
         self._tokenizer = tokenizer
         self.pad_token_id = int(tokenizer.pad_token_id)
 
-    def lengths(self, texts: Sequence[str]) -> list[int]:  # noqa: D102
-        return [len(ids) for ids in self._tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
-
-    def __call__(self, texts: Sequence[str]) -> torch.Tensor:  # noqa: D102
-        encoded = self._tokenizer(
-            list(texts), padding="max_length", truncation=True, max_length=self.context_length, return_tensors="pt"
-        )
-        return encoded["input_ids"].long()
+    def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[int]]:  # noqa: D102
+        texts = list(texts)
+        ids = self._tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
+        lengths = [len(row) for row in ids]
+        too_long = [i for i, length in enumerate(lengths) if length > self.context_length]
+        if too_long:
+            cut = self._tokenizer(
+                [texts[i] for i in too_long], truncation=True, max_length=self.context_length, add_special_tokens=True
+            )["input_ids"]
+            for i, row in zip(too_long, cut):
+                ids[i] = row
+        return ids, lengths
 
 
 class Tower(nn.Module):

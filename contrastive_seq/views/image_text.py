@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from contrastive_seq.models.caption_tokens import CaptionTokens
 from contrastive_seq.models.clip_towers import CaptionTokenizer
 from contrastive_seq.sampling.base import PairIndex
 from contrastive_seq.views.base import Views, augment_views
@@ -14,31 +15,42 @@ from contrastive_seq.views.base import Views, augment_views
 LONG_CAPTION_POLICIES = ("warn", "error")
 
 
-def tokenize_captions(captions: Sequence[str], tokenizer: CaptionTokenizer, long_captions: str = "warn") -> torch.Tensor:
-    """All captions as token ids ``(m, context_length)``, checked once, before training.
+#: captions tokenised at a time: bounds the Python lists alive while a large set is packed
+TOKENIZE_CHUNK = 10_000
 
-    A caption that needs more tokens than the tokenizer's context length is
-    truncated (its end-of-text token kept) with one warning counting such
-    captions (``long_captions="warn"``), or refused with a ``ValueError``
-    naming the first one and its length (``long_captions="error"``).
+
+def tokenize_captions(captions: Sequence[str], tokenizer: CaptionTokenizer, long_captions: str = "warn") -> CaptionTokens:
+    """All captions' token ids, packed (``tokens[rows]`` is ``(k, context_length)`` int64), checked once, before training.
+
+    Each caption is tokenised once, :data:`TOKENIZE_CHUNK` at a time. A caption
+    that needs more tokens than the tokenizer's context length is truncated as
+    the tower's tokenizer truncates (its end-of-text token kept) with one warning
+    counting such captions (``long_captions="warn"``), or refused with a
+    ``ValueError`` naming the first one and its length (``long_captions="error"``).
     """
     if long_captions not in LONG_CAPTION_POLICIES:
         raise ValueError(f"long_captions must be one of {LONG_CAPTION_POLICIES}, got {long_captions!r}")
     if not isinstance(tokenizer, CaptionTokenizer):
         raise TypeError(f"tokenizer must be a CaptionTokenizer, got {type(tokenizer).__name__}")
-    lengths = torch.tensor(tokenizer.lengths(captions), dtype=torch.long)
-    too_long = (lengths > tokenizer.context_length).nonzero().squeeze(1)
-    if too_long.numel():
-        first = int(too_long[0])
+    if len(captions) == 0:
+        raise ValueError("captions is empty: there is nothing to tokenise")
+    parts, too_long, first = [], 0, None
+    for start in range(0, len(captions), TOKENIZE_CHUNK):
+        ids, lengths = tokenizer.encode(captions[start : start + TOKENIZE_CHUNK])
+        parts.append(CaptionTokens.from_ids(ids, tokenizer.context_length, tokenizer.pad_token_id))
+        long_here = [(start + i, n) for i, n in enumerate(lengths) if n > tokenizer.context_length]
+        too_long += len(long_here)
+        first = first or (long_here[0] if long_here else None)
+    if first is not None:
+        index, length = first
         message = (
-            f"{too_long.numel()} of {len(captions)} captions are longer than the context length "
-            f"{tokenizer.context_length} tokens (first: caption {first}, {int(lengths[first])} tokens: "
-            f"{captions[first][:80]!r})"
+            f"{too_long} of {len(captions)} captions are longer than the context length "
+            f"{tokenizer.context_length} tokens (first: caption {index}, {length} tokens: {captions[index][:80]!r})"
         )
         if long_captions == "error":
             raise ValueError(message + "; shorten them, raise the context length, or pass long_captions='warn' to truncate")
         warnings.warn(message + "; they are truncated", stacklevel=2)
-    return tokenizer(captions)
+    return CaptionTokens.concatenate(parts)
 
 
 class ImageTextViews(Views):
@@ -49,28 +61,32 @@ class ImageTextViews(Views):
     pairs (``positive[:, 0]`` are caption indices).
 
     Args:
-        caption_tokens: ``(m, context_length)`` token ids of every caption
-            (from :func:`tokenize_captions`).
+        caption_tokens: the token ids of every caption, ``caption_tokens[rows]``
+            ``(k, context_length)`` int64: the packed table of :func:`tokenize_captions`,
+            or a padded ``(m, context_length)`` int64 tensor.
         image_transform: optional augmentation of one image ``(C, H, W) -> (C, H', W')``,
             seeded from the generator (see :func:`~contrastive_seq.views.base.augment_views`).
     """
 
     def __init__(
-        self, caption_tokens: torch.Tensor, image_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self,
+        caption_tokens: CaptionTokens | torch.Tensor,
+        image_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ):
-        if not isinstance(caption_tokens, torch.Tensor) or caption_tokens.dim() != 2 or caption_tokens.dtype != torch.long:
+        dense = isinstance(caption_tokens, torch.Tensor) and caption_tokens.dim() == 2 and caption_tokens.dtype == torch.long
+        if not (dense or isinstance(caption_tokens, CaptionTokens)):
             raise ValueError(
-                f"caption_tokens must be an int64 tensor of shape (captions, context_length), "
-                f"got {getattr(caption_tokens, 'shape', type(caption_tokens).__name__)}"
+                f"caption_tokens must be a CaptionTokens table (tokenize_captions) or an int64 tensor of shape "
+                f"(captions, context_length), got {getattr(caption_tokens, 'shape', type(caption_tokens).__name__)}"
             )
         self.caption_tokens = caption_tokens
         self.image_transform = image_transform
 
     def __call__(self, dataset: object, pairs: PairIndex, generator: torch.Generator) -> dict[str, torch.Tensor]:  # noqa: D102
-        captions = getattr(dataset, "captions", None)
-        if captions is not None and len(captions) != self.caption_tokens.shape[0]:
+        caption_image = getattr(dataset, "caption_image", None)  # (m,): one entry per caption, never decoded here
+        if caption_image is not None and len(caption_image) != self.caption_tokens.shape[0]:
             raise ValueError(
-                f"caption_tokens has {self.caption_tokens.shape[0]} rows but the dataset has {len(captions)} captions"
+                f"caption_tokens has {self.caption_tokens.shape[0]} rows but the dataset has {len(caption_image)} captions"
             )
         images = dataset[pairs.reference]
         if self.image_transform is not None:
