@@ -92,6 +92,19 @@ def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
     return x / dist.get_world_size()
 
 
+@torch.no_grad()
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Give every rank rank 0's buffers of ``module`` (BatchNorm statistics), in place; nothing outside a group.
+
+    DDP broadcasts them at the start of each forward, so after a step the other
+    ranks hold their own update: evaluation shared among the ranks needs them equal.
+    """
+    if not is_distributed():
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=0)
+
+
 def row_offset(rows: int) -> int:
     """Index of this rank's first row in a tensor gathered by :func:`gather_with_grad`."""
     return rank() * rows

@@ -348,7 +348,10 @@ class ZeroShotEvaluation(EvaluationConfig):
 
 
 class ZeroShotEvaluator(Evaluator):
-    """:class:`ZeroShotEvaluation` of one held-out image-text split."""
+    """:class:`ZeroShotEvaluation` of one held-out image-text split; under ``torchrun`` each rank embeds
+    its share of the images, captions and prompts, and the scores equal one process's."""
+
+    across_ranks = True
 
     def __init__(self, test: ImageTextDataset, tokens: CaptionTokens, relevant: torch.Tensor, templates: tuple[str, ...]):
         self.test, self.tokens, self.relevant, self.templates = test, tokens, relevant, templates
@@ -364,7 +367,14 @@ class ZeroShotEvaluator(Evaluator):
 
         test = self.test
         return evaluate_image_text(
-            method, test[torch.arange(len(test))], self.tokens, self.relevant, test.labels, test.class_names, self.templates
+            method,
+            test[torch.arange(len(test))],
+            self.tokens,
+            self.relevant,
+            test.labels,
+            test.class_names,
+            self.templates,
+            across_ranks=True,
         )
 
     def results(self, trained: Method, untrained: Method) -> dict[str, dict[str, float]]:

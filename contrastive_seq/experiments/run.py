@@ -193,6 +193,16 @@ def _loss_figure(output: Path) -> Path | None:
     return save_figure(ax.figure, output / LOSS_FIGURE_NAME)
 
 
+def _evaluate_on_ranks(evaluator: Evaluator | None, trained: Method, untrained: Method | None) -> dict[str, dict[str, float]]:
+    """The final table: computed by every rank for an evaluator that shares its work among them
+    (:attr:`Evaluator.across_ranks`), else by rank 0 alone (``{}`` on the others, and without an evaluator)."""
+    from contrastive_seq import distributed
+
+    if evaluator is None or (not evaluator.across_ranks and distributed.rank() != 0):
+        return {}
+    return evaluator.results(trained, untrained)
+
+
 def run_experiment(config: ExperimentConfig) -> dict[str, dict[str, float]]:
     """Train the configured method, then evaluate it against its baselines when the data allows (or the config asks).
 
@@ -220,19 +230,19 @@ def run_experiment(config: ExperimentConfig) -> dict[str, dict[str, float]]:
         run_settings={**config.run_settings(), ENCODER_RECORD: encoder_record(experiment)},
     )
     trainer.fit()
+    trained_now = any("loss" in record for record in trainer.history)  # the same on every rank
+    stored = None if trained_now or output is None else _finished_results(output)
+    results = {} if stored is not None else _evaluate_on_ranks(evaluator, experiment.method, untrained)
     if distributed.rank() != 0:
         return {}
     if output is not None:  # after fit: a run refused for other settings keeps its own config.yaml
         _write_config(config, output)
-    trained_now = any("loss" in record for record in trainer.history)
-    stored = None if trained_now or output is None else _finished_results(output)
     if stored is not None:
         print(f"the run in {output} is finished (step {trainer.step} of {config.train.max_steps}); "
               f"its results are in {output / RESULTS_NAME} (evaluate it again: contrastive-seq evaluate {output})")
         if stored:
             print(format_table(stored))
         return stored
-    results = {} if evaluator is None else evaluator.results(experiment.method, untrained)
     report_results(config, results)
     if output is not None:
         figures = [_loss_figure(output)]

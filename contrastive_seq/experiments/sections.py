@@ -159,7 +159,16 @@ class MissingLabels(ConfigError):
 
 
 class Evaluator(abc.ABC):
-    """An evaluation prepared for one experiment (built before training, so its errors come first)."""
+    """An evaluation prepared for one experiment (built before training, so its errors come first).
+
+    The Trainer calls :meth:`during_training` on every rank. :meth:`results` is
+    called on rank 0 alone, or on every rank when :attr:`across_ranks` is set
+    (the evaluator then shares its work among the ranks, and every rank gets
+    the same table).
+    """
+
+    #: whether :meth:`results` shares its work among the ranks (then every rank must call it)
+    across_ranks: bool = False
 
     def during_training(self, method: Method) -> dict[str, float]:
         """Scores logged every ``train.eval_every`` steps; default: none."""

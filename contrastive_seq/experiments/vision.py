@@ -762,40 +762,51 @@ class ProbesEvaluation(EvaluationConfig):
 
 
 class ProbesEvaluator(Evaluator):
-    """:class:`ProbesEvaluation` on an image train / test pair."""
+    """:class:`ProbesEvaluation` on an image train / test pair.
+
+    Under ``torchrun`` every rank embeds its share of the images and the kNN
+    test rows, and the linear probe is fitted once, on rank 0
+    (:mod:`~contrastive_seq.evaluation.distributed_embed`): the scores equal one process's.
+    """
+
+    across_ranks = True
 
     def __init__(self, config: ProbesEvaluation, train: ArrayDataset, test: ArrayDataset, trained_row: str):
         self.config, self.train, self.test, self.trained_row = config, train, test, trained_row
 
     def during_training(self, method: Method) -> dict[str, float]:
-        from contrastive_seq.evaluation.embeddings import embed_in_batches
+        from contrastive_seq.evaluation.distributed_embed import embed_across_ranks, knn_accuracy_across_ranks
         from contrastive_seq.training.monitor import collapse_scores
-        from contrastive_seq.evaluation.probes import knn_accuracy
 
-        train_x, test_x = embed_in_batches(method, self.train.inputs), embed_in_batches(method, self.test.inputs)
-        knn = knn_accuracy(train_x, self.train.labels, test_x, self.test.labels, k=self.config.knn_k)
+        train_x, test_x = embed_across_ranks(method, self.train.inputs), embed_across_ranks(method, self.test.inputs)
+        knn = knn_accuracy_across_ranks(train_x, self.train.labels, test_x, self.test.labels, k=self.config.knn_k)
         return {"knn_accuracy": knn, **collapse_scores(test_x)}
 
     def scores(self, train_x: torch.Tensor, test_x: torch.Tensor) -> dict[str, float]:
-        """kNN, few-label 1-NN and (optionally) linear-probe accuracy of one embedding ``(n, dim)`` of each part."""
-        from contrastive_seq.evaluation.probes import few_label_knn_accuracy, knn_accuracy, linear_probe_accuracy
+        """kNN, few-label 1-NN and (optionally) linear-probe accuracy of one embedding ``(n, dim)`` of each part
+        (the same on every rank; each rank classifies its share of the kNN test rows)."""
+        from contrastive_seq.evaluation.distributed_embed import (
+            knn_accuracy_across_ranks,
+            linear_probe_accuracy_across_ranks,
+        )
+        from contrastive_seq.evaluation.probes import few_label_knn_accuracy
 
         config, train_y, test_y = self.config, self.train.labels, self.test.labels
         scores = {
-            f"knn{config.knn_k}_accuracy": knn_accuracy(train_x, train_y, test_x, test_y, k=config.knn_k),
+            f"knn{config.knn_k}_accuracy": knn_accuracy_across_ranks(train_x, train_y, test_x, test_y, k=config.knn_k),
             f"1nn_{config.labels_per_class}_per_class_accuracy": few_label_knn_accuracy(
                 train_x, train_y, test_x, test_y, config.labels_per_class, repeats=config.label_draws
             ),
         }
         if config.linear_probe:
-            scores["linear_probe_accuracy"] = linear_probe_accuracy(train_x, train_y, test_x, test_y)
+            scores["linear_probe_accuracy"] = linear_probe_accuracy_across_ranks(train_x, train_y, test_x, test_y)
         return scores
 
     def results(self, trained: Method, untrained: Method) -> dict[str, dict[str, float]]:
-        from contrastive_seq.evaluation.embeddings import embed_in_batches
+        from contrastive_seq.evaluation.distributed_embed import embed_across_ranks
 
         def embedded(method: Method) -> dict[str, float]:
-            return self.scores(embed_in_batches(method, self.train.inputs), embed_in_batches(method, self.test.inputs))
+            return self.scores(embed_across_ranks(method, self.train.inputs), embed_across_ranks(method, self.test.inputs))
 
         return {
             "raw inputs": self.scores(self.train.inputs.flatten(1), self.test.inputs.flatten(1)),

@@ -301,6 +301,7 @@ class Trainer:
             raise
         finally:
             progress.close()
+        distributed.broadcast_buffers(self.method)  # every rank leaves with the checkpoint's model
         return final
 
     def _start(self, resume: bool | str | os.PathLike | None) -> int:
@@ -456,7 +457,8 @@ class Trainer:
         return dict(zip(names, distributed.all_reduce_mean(values).tolist()))
 
     def _evaluate(self) -> dict[str, float]:
-        """Run the callback in eval mode, leaving the training random streams as they were."""
+        """Run the callback in eval mode on rank 0's buffers, leaving the training random streams as they were."""
+        distributed.broadcast_buffers(self.method)  # the ranks evaluate one model (each may embed its share)
         with forked_random_state():
             self.method.eval()
             try:
