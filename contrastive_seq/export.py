@@ -93,7 +93,8 @@ class ExportedEncoder:
     def embed(self, inputs: Any, batch_size: int = 1024, features: str | None = None) -> np.ndarray:
         """Embeddings ``(rows, dim)`` float32 of ``inputs``: images ``(n, C, H, W)``, a recording ``(T, channels)``,
         a waveform ``(time,)`` (one row per frame: CPC's context vectors c_t, or with ``features="frame"``
-        the frames z_t), in the layout and scale the run trained on."""
+        the frames z_t), captions (a list of ``str``: a CLIP run's text-tower rows), in the layout and scale the
+        run trained on."""
         return np.concatenate(list(self.embed_batches(inputs, batch_size, features)))
 
 
