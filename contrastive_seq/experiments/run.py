@@ -5,10 +5,12 @@ domains lives in their section variants (see :mod:`contrastive_seq.experiments.s
 A run writes into ``train.output_dir``: ``checkpoint.pt`` and
 ``metrics.jsonl`` (the Trainer), ``config.yaml`` (the resolved config),
 ``results.json`` (the evaluation table, empty when nothing was evaluated),
-``loss.png`` and the evaluator's figures. :func:`load_run` rebuilds a run
-from that directory for ``evaluate`` (data included); ``export`` and
-``embed`` rebuild only its encoder, from the config and the checkpoint's
-:func:`encoder_record` (see :mod:`contrastive_seq.export`).
+``loss.png``, the evaluator's figures and the files the encoder's config
+keeps (a Hugging Face text tower's ``text_tower/``: config and tokenizer).
+:func:`load_run` rebuilds a run from that directory for ``evaluate`` (data
+included); ``export`` and ``embed`` rebuild only its encoder, from the
+config, the kept files and the checkpoint's :func:`encoder_record` (see
+:mod:`contrastive_seq.export`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -168,9 +170,14 @@ def report_results(config: ExperimentConfig, results: dict[str, dict[str, float]
 
 
 def _write_config(config: ExperimentConfig, output: Path) -> None:
+    """Write ``config.yaml`` and copies of the encoder's :meth:`~EncoderConfig.kept_files` into ``output``."""
     text = yaml.safe_dump(to_mapping(config), sort_keys=False)
     output.mkdir(parents=True, exist_ok=True)
     write_atomically(output / CONFIG_NAME, lambda file: file.write(text.encode()))
+    for name, source in config.encoder.kept_files().items():
+        content = source.read_bytes()
+        (output / name).parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(output / name, lambda file, content=content: file.write(content))
 
 
 def _finished_results(output: Path) -> dict[str, dict[str, float]] | None:
@@ -284,7 +291,10 @@ def load_run(run: str | Path, overrides: Sequence[str] = (), keep_untrained: boo
     """Rebuild the experiment of the training run in directory ``run`` and load its trained weights.
 
     The parts are built with the run's seed in the run's order, so the
-    untrained copy (``keep_untrained``; else ``None``) is the run's own initialisation.
+    untrained copy (``keep_untrained``; else ``None``) is the run's own
+    initialisation; the encoder is built as
+    :meth:`~contrastive_seq.experiments.sections.EncoderConfig.rebuilt_from`
+    the run folder with ``initial_weights`` (files the run kept stand in for those that are gone).
     """
     from contrastive_seq.seeding import seed_everything
     from contrastive_seq.training.checkpoint import load_checkpoint
@@ -292,7 +302,9 @@ def load_run(run: str | Path, overrides: Sequence[str] = (), keep_untrained: boo
 
     config = run_config(run, overrides)
     seed_everything(config.train.seed)
-    experiment = build_experiment(config)
+    encoder = config.encoder.rebuilt_from(Path(run), initial_weights=True)
+    experiment = build_experiment(replace(config, encoder=encoder))
+    experiment.config = config
     untrained = copy.deepcopy(experiment.method) if keep_untrained else None
     state = load_checkpoint(Path(run) / CHECKPOINT_NAME)
     experiment.method.load_state_dict(state["model"])

