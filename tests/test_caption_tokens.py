@@ -8,7 +8,7 @@ import torch
 from transformers import BertTokenizerFast
 
 import contrastive_seq.views.image_text as image_text
-from contrastive_seq.models.caption_tokens import CaptionTokens
+from contrastive_seq.data.caption_tokens import CaptionTokens
 from contrastive_seq.models.clip_towers import HFTokenizer, OpenCLIPTokenizer
 from contrastive_seq.views.image_text import tokenize_captions
 

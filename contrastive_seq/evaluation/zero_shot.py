@@ -18,7 +18,7 @@ from sklearn.metrics import recall_score
 
 from contrastive_seq.evaluation.distributed_embed import across_ranks as split_across_ranks
 from contrastive_seq.evaluation.embeddings import embed_in_batches
-from contrastive_seq.models.caption_tokens import CaptionTokens
+from contrastive_seq.data.caption_tokens import CaptionTokens
 
 
 def _check_matrix(name: str, x: object) -> torch.Tensor:
@@ -148,7 +148,7 @@ def evaluate_image_text(
             and ``tokenize(texts) -> tokens`` (a :class:`~contrastive_seq.methods.clip.CLIP`).
         images: ``(n, C, H, W)`` float in [0, 1].
         caption_tokens: the captions' token ids, ``caption_tokens[rows]`` ``(k, context_length)`` (a
-            packed :class:`~contrastive_seq.models.caption_tokens.CaptionTokens` or a padded tensor).
+            packed :class:`~contrastive_seq.data.caption_tokens.CaptionTokens` or a padded tensor).
         relevant: ``(n, m)`` bool (see :func:`caption_relevance`).
         labels, class_names, templates: for zero-shot classification.
         ks: recall cut-offs.

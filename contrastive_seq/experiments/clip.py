@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from contrastive_seq.experiments.run import Experiment
     from contrastive_seq.methods.base import Method
     from contrastive_seq.methods.clip import CLIP
-    from contrastive_seq.models.caption_tokens import CaptionTokens
+    from contrastive_seq.data.caption_tokens import CaptionTokens
     from contrastive_seq.models.clip_towers import ImageTower, TextTower
     from contrastive_seq.sampling.base import Sampler
     from contrastive_seq.views.base import Views

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from contrastive_seq.models.caption_tokens import CaptionTokens
+from contrastive_seq.data.caption_tokens import CaptionTokens
 from contrastive_seq.models.pretrained import load_weights, read_weights
 
 #: open_clip's (OpenAI's) image normalisation
@@ -54,7 +54,7 @@ def _check_positive_int(name: str, value: object) -> int:
 
 class CaptionTokenizer(abc.ABC):
     """Turns captions into token ids for one text tower: per caption (:meth:`encode`, what a
-    :class:`~contrastive_seq.models.caption_tokens.CaptionTokens` table packs) or as one padded
+    :class:`~contrastive_seq.data.caption_tokens.CaptionTokens` table packs) or as one padded
     ``(N, context_length)`` int64 table (calling it)."""
 
     context_length: int

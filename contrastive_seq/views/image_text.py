@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from contrastive_seq.models.caption_tokens import CaptionTokens
+from contrastive_seq.data.caption_tokens import CaptionTokens
 from contrastive_seq.models.clip_towers import CaptionTokenizer
 from contrastive_seq.sampling.base import PairIndex
 from contrastive_seq.views.base import Views, augment_views
