@@ -15,7 +15,12 @@ from torch import nn
 
 from contrastive_seq import distributed
 from contrastive_seq.losses.output import LossOutput
-from contrastive_seq.losses.similarity import NegativeSquaredEuclidean, Similarity, make_similarity
+from contrastive_seq.losses.similarity import (
+    NegativeSquaredEuclidean,
+    Similarity,
+    make_similarity,
+    pairwise_product,
+)
 from contrastive_seq.losses.temperature import Temperature
 from contrastive_seq.losses.terms import InfoNCETerms, check_block_size, info_nce_from_logits
 from contrastive_seq.losses.tiled import LabelPositives, tiled_info_nce, tiled_info_nce_with_negatives
@@ -96,7 +101,7 @@ class ContrastiveCore(nn.Module):
         if isinstance(self.similarity, NegativeSquaredEuclidean) or not self.factorises:
             return self.similarity.pairwise(a, b) * self.temperature.scale()
         left, right = self.logit_factors(a, b)  # the scale multiplies (N, d), not (N, M)
-        return left @ right.transpose(0, 1)
+        return pairwise_product(left, right)
 
 
 def contrastive_terms(
