@@ -62,7 +62,6 @@ def test_shards_hold_the_table_and_read_by_index_like_the_in_memory_dataset(shar
     sharded = ShardedImageText(pattern, image_size=8, class_names=class_names)
     assert len(sharded) == len(memory) == NUM_PAIRS
     assert sharded.captions == memory.captions and sharded.class_names == memory.class_names == sorted(COLOURS)
-    assert sharded.captions[3:11:2] == memory.captions[3:11:2] and sharded.captions[-1] == memory.captions[-1]
     assert torch.equal(sharded.caption_image, memory.caption_image) and torch.equal(sharded.labels, memory.labels)
     index = torch.tensor([[13, 0, 5], [4, 4, 9]])
     assert torch.equal(sharded[index], memory[index])

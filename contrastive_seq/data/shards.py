@@ -132,11 +132,10 @@ def _scan_shard(path: Path) -> list[_Sample]:
     return list(samples.values())
 
 
-class _Texts(Sequence[str]):
+class _Texts:
     """Texts held as two arrays, their UTF-8 bytes joined ``data (total,) uint8`` and where each ends
     ``ends (n,) int64``: a million captions are two buffers, not a million Python objects, so forked
-    DataLoader workers share their pages (no reference count is ever written to them). A text is
-    decoded when it is read (``texts[i]``, or a list for ``texts[a:b]``)."""
+    DataLoader workers share their pages (no reference count is ever written to them)."""
 
     def __init__(self, data: np.ndarray, ends: np.ndarray):
         self.data, self.ends = data, ends
@@ -159,22 +158,9 @@ class _Texts(Sequence[str]):
     def __len__(self) -> int:
         return len(self.ends)
 
-    def __getitem__(self, i: int | slice) -> str | list[str]:
-        if isinstance(i, slice):
-            return self.take(np.arange(*i.indices(len(self)), dtype=np.int64)).tolist()
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"text {i} of {len(self)}")
-        i %= len(self)
+    def __getitem__(self, i: int) -> str:
         start = int(self.ends[i - 1]) if i > 0 else 0
         return self.data[start : int(self.ends[i])].tobytes().decode("utf-8")
-
-    def __eq__(self, other: object) -> bool:
-        """Equal to any sequence of the same strings (a list of captions, as the in-memory dataset holds)."""
-        if isinstance(other, str) or not isinstance(other, Sequence):
-            return NotImplemented
-        return len(self) == len(other) and self.tolist() == list(other)
-
-    __hash__ = None  # mutable arrays inside, like a list
 
     def take(self, rows: np.ndarray) -> _Texts:
         """The texts at ``rows (k,)``, in that order."""
@@ -406,7 +392,7 @@ class ShardedImageText(_ShardReader):
 
     ``dataset[index]`` reads and decodes the images at ``index`` (any shape):
     ``index.shape + (3, image_size, image_size)`` float32 in [0, 1]. ``captions``
-    (n strings, decoded as they are read), ``caption_image`` ``(n,)`` (caption i describes image i),
+    (n strings, decoded from arrays on each access), ``caption_image`` ``(n,)`` (caption i describes image i),
     ``labels`` ``(n,)`` and ``class_names`` (when every sample has a ``cls``),
     ``groups`` (``None``) are in memory. Arguments as :class:`_ShardReader`'s,
     except that a caption is always needed.
@@ -428,9 +414,9 @@ class ShardedImageText(_ShardReader):
         self.groups = None
 
     @property
-    def captions(self) -> Sequence[str]:
-        """The n captions, caption i of image i, decoded as they are read (``captions[a:b]`` is a list)."""
-        return self._captions
+    def captions(self) -> list[str]:
+        """The n captions, caption i of image i (decoded on each access: tokenise them once)."""
+        return self._captions.tolist()
 
     def subset(self, image_index: torch.Tensor) -> ShardedImageText:
         """The pairs at ``image_index (k,)`` (distinct), re-indexed; reads nothing."""
