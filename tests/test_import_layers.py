@@ -21,6 +21,7 @@ FOUNDATION = {
     "contrastive_seq.distributed",
     "contrastive_seq.memory",
     "contrastive_seq.seeding",
+    "contrastive_seq.user_warnings",
 }
 # Top-level modules of the interfaces layer (the sub-packages take the layer of their folder).
 INTERFACES = {"estimator", "cebra_api", "cli", "config", "plotting", "experiments", "export", "__main__"}
