@@ -44,7 +44,7 @@ from contrastive_seq.training.batches import SampledBatches
 from contrastive_seq.training.checkpoint import load_checkpoint, previous_checkpoint_path
 from contrastive_seq.training.metrics import flatten
 from contrastive_seq.training.monitor import RunWatch
-from contrastive_seq.training.config import TrainerConfig
+from contrastive_seq.training.config import CHECKPOINT_NAME, METRICS_NAME, TrainerConfig
 from contrastive_seq.training.optimizers import build_optimizer, build_scheduler
 from contrastive_seq.training.processes import join_process_group, resolve_device
 from contrastive_seq.training.progress import Progress
@@ -61,9 +61,6 @@ from contrastive_seq.training.resume import (
 from contrastive_seq.training.sizes import check_batch_fits, check_sizes_against_data
 from contrastive_seq.user_warnings import warn_at_caller
 from contrastive_seq.views.base import Views
-
-CHECKPOINT_NAME = "checkpoint.pt"
-METRICS_NAME = "metrics.jsonl"
 
 Evaluate = Callable[[Method], Mapping[str, float]]
 
