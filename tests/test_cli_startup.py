@@ -161,3 +161,12 @@ def test_a_bad_argument_of_evaluate_export_embed_is_exit_2_naming_it_without_imp
     assert result.stderr.startswith("contrastive-seq: error: ") and named.format(d=runs) in result.stderr, result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert imported == []
+
+
+def test_export_encoder_in_python_refuses_a_file_it_would_not_write_as_an_export(runs):
+    """The same check as ``export -o``, before the run is read (its checkpoint here is not one)."""
+    from contrastive_seq.config import ConfigError
+    from contrastive_seq.export import export_encoder
+
+    with pytest.raises(ConfigError, match=r"path .*encoder\.npy must end in \.pt or \.pth"):
+        export_encoder(runs / "run", runs / "encoder.npy")
