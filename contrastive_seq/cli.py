@@ -11,6 +11,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from contrastive_seq.experiments.sections import ExperimentConfig
 
 OVERRIDES_HELP = "override config values, e.g. train.max_steps=50"
 
@@ -19,8 +24,26 @@ def _add_overrides(command: argparse.ArgumentParser) -> None:
     command.add_argument("overrides", nargs="*", metavar="section.key=value", help=OVERRIDES_HELP)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, like the CLI's other errors (``--help`` shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"contrastive-seq: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    """``--batch-size``: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="contrastive-seq",
         description="Contrastive and self-supervised representation learning: train from a YAML config, "
         "evaluate, export the encoder, embed new data.",
@@ -59,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     embed.add_argument("data", help="a file or folder like the run's data, a .npy / .npz array, or 'train' / 'test'")
     embed.add_argument("-o", "--output", required=True, help="output .npy, .h5 or .hdf5 (dataset 'embedding')")
     embed.add_argument("--key", default=None, help="the array of a .npz file holding several")
-    embed.add_argument("--batch-size", type=int, default=1024, help="rows (or time points) per batch (default 1024)")
+    embed.add_argument("--batch-size", type=_positive_int, default=1024, help="rows (or time points) per batch (default 1024)")
     embed.add_argument("--features", default=None,
                        help="which representation: CPC offers 'context' (c_t, the default) and 'frame' (z_t); "
                        "other methods their encoder's output")
@@ -88,42 +111,90 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    from contrastive_seq.experiments.run import run_config
+
+    run_config(args.run, args.overrides)  # the folder, its checkpoint and config: checked before torch is imported
     from contrastive_seq.experiments import evaluate_run
 
     evaluate_run(args.run, args.overrides)
 
 
 def _export(args: argparse.Namespace) -> None:
+    from contrastive_seq.command_files import EXPORT_SUFFIXES, check_output_path
+    from contrastive_seq.experiments.run import run_config
+
+    run_config(args.run)
+    check_output_path(args.output, EXPORT_SUFFIXES, "--output", folder_must_exist=False)  # export creates the folder
     from contrastive_seq.export import export_encoder
 
     print(f"wrote the encoder of {args.run} to {export_encoder(args.run, args.output)}")
 
 
-def _embed(args: argparse.Namespace) -> None:
-    from pathlib import Path
+def _reads_array(config: ExperimentConfig, args: argparse.Namespace) -> bool:
+    """Whether ``embed`` reads DATA as a .npy / .npz array, rather than as a file or folder of the run's data kind."""
+    return not (config.data.reads_files() and args.key is None and Path(args.data).suffix != ".npy")
 
+
+def _check_data(config: ExperimentConfig, args: argparse.Namespace) -> None:
+    """DATA is there, in a form the run's data section or the array reader takes (checked without torch)."""
+    from contrastive_seq.command_files import check_array_path
+
+    if args.data in ("train", "test"):
+        return
+    if _reads_array(config, args):
+        check_array_path(args.data, "DATA")
+    else:
+        config.data.check_samples_path(args.data, "DATA")
+
+
+def _check_embed(args: argparse.Namespace) -> ExperimentConfig | None:
+    """Check ``embed``'s arguments without torch; the run's config when SOURCE is a run folder.
+
+    An exported SOURCE file holds its config with the weights, so what
+    depends on it (``--features``, DATA) is checked once it is loaded, before any data is read.
+    """
+    from contrastive_seq.command_files import EMBEDDING_SUFFIXES, FRAMES_REASON, FRAMES_SUFFIXES, check_output_path
+    from contrastive_seq.config import ConfigError
+    from contrastive_seq.experiments.run import run_config
+
+    if args.frames:
+        check_output_path(args.output, FRAMES_SUFFIXES, "--output", why=f"with --frames, {FRAMES_REASON}")
+    else:
+        check_output_path(args.output, EMBEDDING_SUFFIXES, "--output")
+    if Path(args.source).is_file():
+        return None
+    if not Path(args.source).is_dir():
+        raise ConfigError(f"SOURCE {args.source}: neither a run folder nor an exported encoder file is there")
+    config = run_config(args.source, args.overrides)
+    config.method.check_features(args.features, argument="--features")
+    _check_data(config, args)
+    return config
+
+
+def _embed(args: argparse.Namespace) -> None:
+    config = _check_embed(args)
     from tqdm import tqdm
 
+    from contrastive_seq.command_files import read_array, write_embedding
     from contrastive_seq.config import ConfigError
-    from contrastive_seq.export import encoder_from_run, load_encoder, read_array, write_embedding
+    from contrastive_seq.export import encoder_from_run, load_encoder
 
-    source = Path(args.source)
-    if source.is_dir():
-        encoder = encoder_from_run(source, args.overrides)  # the run's config and checkpoint, not its data
-        config = encoder.config
+    if config is not None:
+        encoder = encoder_from_run(args.source, args.overrides)  # the run's config and checkpoint, not its data
     else:
         from contrastive_seq.config import apply_overrides, to_mapping
         from contrastive_seq.experiments.run import config_from_mapping
 
-        encoder = load_encoder(source)
+        encoder = load_encoder(args.source)
         config = config_from_mapping(apply_overrides(to_mapping(encoder.config), args.overrides))
+        _check_data(config, args)
     encoder.network(args.features)  # an unknown representation is refused before any data is read
     if args.data in ("train", "test"):
         part = getattr(config.data.build(config), args.data)
         if part is None:
             raise ConfigError(f"the data section {config.data.name!r} has no {args.data} part")
         inputs = config.data.samples(part)
-    elif config.data.reads_files() and args.key is None and Path(args.data).suffix != ".npy":
+    elif not _reads_array(config, args):
         inputs = config.data.read_samples(args.data)  # a file or folder of the kind the run trained on
     else:
         inputs = read_array(args.data, args.key)

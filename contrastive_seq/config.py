@@ -39,9 +39,21 @@ class Variants:
 
     @classmethod
     def register(cls, name: str):
-        """Class decorator adding a variant under ``name``."""
+        """Class decorator adding a variant under ``name``.
+
+        Raises:
+            ValueError: naming the section and ``name`` when another class is
+                registered under ``name`` already. The same class again (its
+                module and qualified name: a reloaded module) replaces it.
+        """
 
         def add(variant: type[T]) -> type[T]:
+            present = cls.variants.get(name)
+            if present is not None and _qualified_name(present) != _qualified_name(variant):
+                raise ValueError(
+                    f"{cls.__name__} already has a variant {name!r} ({_qualified_name(present)}); "
+                    f"{_qualified_name(variant)} needs another name (or {cls.__name__}.unregister({name!r}) first)"
+                )
             cls.variants[name] = variant
             return variant
 
@@ -53,6 +65,10 @@ class Variants:
         if name not in cls.variants:
             raise KeyError(f"{cls.__name__} has no variant {name!r}; registered: {sorted(cls.variants)}")
         del cls.variants[name]
+
+
+def _qualified_name(variant: type) -> str:
+    return f"{variant.__module__}.{variant.__qualname__}"
 
 
 def _describe(value: object) -> str:

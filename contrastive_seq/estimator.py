@@ -412,19 +412,19 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
 
         Always for the full batch (``batch_size=None``); for a batch size, when
         the pass costs no more multiply-adds than the batch's windows
-        (references, the positives the loss uses, negatives) and the encoder
-        has no dropout (whose masks would then be shared by all windows).
-        Both give the same embeddings and gradients.
+        (references, the positives the loss uses, negatives) and gives the
+        same embeddings in train mode (:meth:`TimeSeriesEncoder.pass_matches_windows`:
+        not with dropout, whose masks the pass would share between all windows).
+        Both then give the same embeddings and gradients.
         """
         if self.batch_size is None:
             return True
-        if any(isinstance(module, torch.nn.modules.dropout._DropoutNd) for module in encoder.modules()):
-            return False
         negatives = getattr(self, "num_negatives", None) or self.batch_size
         windows = self.batch_size * (2 if self.hybrid else 1) + self.batch_size + negatives
         per_windows = encoder.multiply_adds(windows, encoder.receptive_field)
         whole = encoder.multiply_adds(1, len(recording))
-        return per_windows is not None and whole is not None and whole <= per_windows
+        cheaper = per_windows is not None and whole is not None and whole <= per_windows
+        return cheaper and encoder.pass_matches_windows()
 
     def _train(self, sessions: list[Recording], steps: int, learning_rate: float | None = None) -> None:
         """``steps`` optimiser steps on ``sessions`` at ``learning_rate`` (``None``: ``self.learning_rate``)."""

@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from contrastive_seq.atomic_files import write_atomically
+from contrastive_seq.command_files import EXPORT_SUFFIXES, check_output_path
 from contrastive_seq.config import ConfigError, to_mapping
 from contrastive_seq.experiments.run import ENCODER_RECORD, config_from_mapping, load_run, run_config
 from contrastive_seq.experiments.sections import ExperimentConfig
 from contrastive_seq.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from contrastive_seq.training.trainer import CHECKPOINT_NAME
+from contrastive_seq.training.config import CHECKPOINT_NAME
 
 EXPORT_FORMAT = "contrastive_seq.encoder"
 EXPORT_VERSION = 1
@@ -68,14 +68,10 @@ class ExportedEncoder:
         """The network that computes ``features`` (``None``: the method's default, ``context`` for CPC).
 
         Raises:
-            ValueError: naming ``features`` and the representations this encoder offers.
+            ConfigError: naming ``features`` and the representations this encoder offers.
         """
-        method = type(self.config.method)
-        features = method.default_features if features is None else features
-        if features not in self.features:
-            raise ValueError(f"features={features!r}: the encoder of method {self.config.method.name!r} "
-                             f"offers {list(self.features)}")
-        if features == method.encoder_features:
+        features = self.config.method.check_features(features, self.features)
+        if features == self.config.method.encoder_features:
             return self.module.eval()
         return nn.Sequential(self.module, self.networks[features]).eval()
 
@@ -165,7 +161,11 @@ def export_encoder(run: str | os.PathLike, path: str | os.PathLike) -> Path:
 
     Needs only the run's folder (config, checkpoint, kept files), not its training data; the file carries the kept
     files (a Hugging Face text tower's config and tokenizer). Returns ``path``.
+
+    Raises:
+        ConfigError: naming ``path`` unless it ends in ``.pt`` or ``.pth``, or the run lacks a config or checkpoint.
     """
+    check_output_path(path, EXPORT_SUFFIXES, "path", folder_must_exist=False)
     encoder = encoder_from_run(run)
     kept = encoder.config.encoder.rebuilt_from(Path(run)).kept_files()
     state = {
@@ -222,86 +222,3 @@ def _unpack(folder: Path, name: str, content: bytes, source: str | os.PathLike) 
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(content)
 
-
-def read_array(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
-    """An array from ``.npy`` (memory-mapped: read as it goes) or ``.npz`` (``key``, or its only array)."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a directory; expected a .npy or .npz file")
-    if not path.is_file():
-        raise FileNotFoundError(f"data file {path} does not exist")
-    if path.suffix == ".npy":
-        try:
-            return np.load(path, mmap_mode="r", allow_pickle=False)
-        except ValueError as error:
-            raise ValueError(f"{path} is not a readable .npy array: {error}") from error
-    if path.suffix != ".npz":
-        raise ValueError(f"{path}: embed reads .npy or .npz arrays (or the run's 'train' / 'test' data)")
-    with np.load(path, allow_pickle=False) as archive:
-        names = list(archive.files)
-        if key is None and len(names) != 1:
-            raise ValueError(f"{path} holds arrays {names}: choose one with --key")
-        name = key if key is not None else names[0]
-        if name not in names:
-            raise ValueError(f"{path} has no array {name!r}; it holds {names}")
-        return archive[name]
-
-
-def _npy_header(shape: tuple[int, ...]) -> bytes:
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False, "shape": shape}
-    with tempfile.TemporaryFile() as file:
-        np.lib.format.write_array_header_1_0(file, header)
-        file.seek(0)
-        return file.read()
-
-
-def write_embedding(
-    blocks: Iterator[np.ndarray], path: str | os.PathLike, block_names: Sequence[str] | None = None
-) -> tuple[int, int]:
-    """Write ``(rows, dim)`` blocks as one array to ``.npy`` or to dataset ``embedding`` of an ``.h5`` / ``.hdf5`` file.
-
-    Blocks are written as they come (memory: one block); the file appears
-    whole or not at all. With ``block_names`` (one per block: each file's
-    frames), the HDF5 file also holds ``lengths (blocks,)`` (rows of each
-    block, in order) and ``files (blocks,)`` (the names). Returns the array's shape.
-    """
-    path = Path(path)
-    if path.suffix not in (".npy", ".h5", ".hdf5"):
-        raise ConfigError(f"output {path} must end in .npy, .h5 or .hdf5")
-    if block_names is not None and path.suffix == ".npy":
-        raise ConfigError(f"output {path}: per-file frames are written to HDF5 (datasets embedding, lengths, files); "
-                          "end it in .h5 or .hdf5")
-    lengths = []
-    with tempfile.TemporaryFile(dir=path.parent if path.parent.is_dir() else None) as spool:
-        rows, dim = 0, None
-        for block in blocks:
-            block = np.ascontiguousarray(block, dtype=np.float32)
-            if block.ndim != 2 or (dim is not None and block.shape[1] != dim):
-                raise ValueError(f"embedding blocks must be (rows, {dim or 'dim'}), got {block.shape}")
-            dim = block.shape[1]
-            rows += len(block)
-            lengths.append(len(block))
-            spool.write(block.tobytes())
-        if dim is None:
-            raise ValueError("nothing to embed: the data has no rows")
-        spool.seek(0)
-        if path.suffix == ".npy":
-            def fill(file):
-                file.write(_npy_header((rows, dim)))
-                while chunk := spool.read(1 << 24):
-                    file.write(chunk)
-        else:
-            import h5py
-
-            def fill(file):
-                with h5py.File(file, "w") as out:
-                    data = out.create_dataset("embedding", (rows, dim), dtype="float32")
-                    step = max(1, (1 << 24) // (4 * dim))
-                    for start in range(0, rows, step):
-                        count = min(step, rows - start)
-                        data[start : start + count] = np.frombuffer(spool.read(4 * dim * count), np.float32).reshape(count, dim)
-                    if block_names is not None:
-                        out.create_dataset("lengths", data=np.array(lengths, dtype=np.int64))
-                        out.create_dataset("files", data=[str(name) for name in block_names], dtype=h5py.string_dtype())
-        write_atomically(path, fill)
-    return rows, dim

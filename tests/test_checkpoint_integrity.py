@@ -129,8 +129,9 @@ def test_resume_falls_back_to_the_previous_checkpoint_and_ends_bitwise_equal(tmp
     assert load_checkpoint(newest)["step"] == 8 and load_checkpoint(previous)["step"] == 4
     flip(newest, newest.stat().st_size // 2, count=64)
     resumed = job.make_trainer(tmp_path, max_steps=8)
-    with pytest.warns(RuntimeWarning, match=f"{re.escape(str(newest))} is damaged.*previous checkpoint"):
+    with pytest.warns(RuntimeWarning, match=f"{re.escape(str(newest))} is damaged.*previous checkpoint") as record:
         resumed.fit()
+    assert record[0].filename == __file__  # the line that called fit, not the Trainer's inside
     assert resumed.method.steps_seen == list(range(4, 8))
     assert_same_weights(straight(8), resumed.method.state_dict())
     assert load_checkpoint(newest)["step"] == 8
@@ -163,8 +164,9 @@ def test_a_save_interrupted_between_its_two_renames_resumes_from_the_previous_ch
     monkeypatch.undo()
     assert not (tmp_path / "checkpoint.pt").exists() and load_checkpoint(tmp_path / "checkpoint.previous.pt")["step"] == 4
     resumed = job.make_trainer(tmp_path)
-    with pytest.warns(RuntimeWarning, match="a save was interrupted"):
+    with pytest.warns(RuntimeWarning, match="a save was interrupted") as record:
         resumed.fit()
+    assert record[0].filename == __file__
     assert_same_weights(straight(12), resumed.method.state_dict())
 
 

@@ -89,3 +89,15 @@ def test_yaml_is_loaded_safely(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_yaml(tmp_path / "list.yaml")
+
+
+def test_registering_another_class_under_a_taken_name_is_refused_naming_section_and_name():
+    class Triangle(Shape):
+        name: str = "circle"
+
+    with pytest.raises(ValueError, match=r"Shape already has a variant 'circle' \(test_config\.Circle\); "
+                       r"test_config\..*Triangle needs another name"):
+        Shape.register("circle")(Triangle)
+    assert Shape.variants["circle"] is Circle
+    assert Shape.register("circle")(Circle) is Circle  # the same class again (a module reloaded) is accepted
+    assert Shape.variants["circle"] is Circle

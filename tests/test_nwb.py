@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -109,11 +110,34 @@ def test_fluorescence_series_keeps_its_sampling(nwb_path):
         ({"neural": "RoiResponseSeries", "bin_width": 0.1}, "bin_width applies to neural='units' only"),
         ({"neural": "units", "bin_width": 0.1, "discrete": "side"}, "discrete='side' is not a trials column"),
         ({"neural": "units", "bin_width": 0.1, "start": 5.0}, "no time left"),
+        ({"neural": "units", "bin_width": 0.1, "argument_names": {"speed": "data.speed"}},
+         r"argument_names: \['speed'\] are not arguments of read_nwb"),
     ],
 )
 def test_bad_arguments_are_named(nwb_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         load_nwb(nwb_path, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.continuous=[position, speed]"],
+         r"data\.continuous='speed' names no time series of the file; it holds \['behavior/Position/position', "),
+        (["data.neural=calcium", "data.bin_width=null"], r"data\.neural='calcium' names no time series of the file; it holds \["),
+        (["data.discrete=side"], r"data\.discrete='side' is not a trials column; the columns are \["),
+        (["data.start=5.0"], r"data\.neural: no time left between 5\.0 and .* s \(data\.start=5\.0, data\.stop=None\)"),
+    ],
+)
+def test_a_config_names_its_own_key_for_what_the_file_lacks(nwb_path, tmp_path, capsys, overrides, message):
+    """From a config, the reader's errors name the config key the user wrote (``data.continuous``, not ``behaviour``)."""
+    from contrastive_seq.cli import main
+
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "own_data" / "cebra_nwb.yaml")
+    assert main(["train", config, f"data.path={nwb_path}", *overrides, f"train.output_dir={tmp_path / 'run'}"]) == 2
+    error = capsys.readouterr().err
+    assert re.match(f"contrastive-seq: error: {message}", error), error
+    assert "behaviour=" not in error and not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
 def test_missing_file_is_named(tmp_path):

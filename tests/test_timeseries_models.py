@@ -9,6 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from contrastive_seq.models import TIME_SERIES_ENCODERS, ConvolutionalEncoder, make_time_series_encoder
 from contrastive_seq.models.architectures import ARCHITECTURES, make_architecture
+from contrastive_seq.models.timeseries import TimeSeriesEncoder
 
 NAMES = sorted(TIME_SERIES_ENCODERS)
 CHANNELS, DIM, HIDDEN = 3, 4, 8
@@ -192,3 +193,57 @@ def test_bad_widths_are_rejected(kwargs, argument):
         arguments = {"in_channels": CHANNELS, "output_dim": DIM, "hidden_dim": HIDDEN, **kwargs}
         with pytest.raises(ValueError, match=argument):
             make_time_series_encoder(name, **arguments)
+
+
+class _FunctionalDropoutConv(torch.nn.Module):
+    """A convolution whose input sees dropout written as ``F.dropout`` in its forward: no dropout module anywhere."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, p: float):
+        super().__init__()
+        self.conv, self.p = torch.nn.Conv1d(in_channels, out_channels, kernel_size), p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(torch.nn.functional.dropout(x, self.p, self.training))
+
+
+def _encoder(*layers: torch.nn.Module, receptive_field: int = 5) -> TimeSeriesEncoder:
+    return TimeSeriesEncoder(torch.nn.Sequential(*layers), receptive_field, 12, 4, normalize=True)
+
+
+@pytest.mark.parametrize(
+    "layers,matches",
+    [
+        (lambda: [_FunctionalDropoutConv(12, 4, 5, 0.2)], False),
+        (lambda: [torch.nn.Conv1d(12, 8, 3), torch.nn.BatchNorm1d(8), torch.nn.Conv1d(8, 4, 3)], False),
+        (lambda: [torch.nn.Conv1d(12, 8, 3), torch.nn.AlphaDropout(0.1), torch.nn.Conv1d(8, 4, 3)], False),
+        (lambda: [torch.nn.Conv1d(12, 8, 3), torch.nn.Dropout(0.0), torch.nn.Conv1d(8, 4, 3)], True),
+        (lambda: [_FunctionalDropoutConv(12, 4, 5, 0.2).eval()], False),  # train mode is what is tried
+    ],
+    ids=["functional-dropout", "batch-norm", "alpha-dropout", "dropout-p0", "dropout-module-in-eval-mode"],
+)
+def test_one_pass_matches_the_windows_only_without_per_window_randomness_or_batch_statistics(layers, matches):
+    """The rule is tried, not read off layer types: dropout in any form and batch statistics fail it."""
+    torch.manual_seed(0)
+    encoder = _encoder(*layers())
+    buffers = {name: value.clone() for name, value in encoder.named_buffers()}
+    before = torch.get_rng_state()
+    assert encoder.pass_matches_windows() is matches
+    assert torch.equal(torch.get_rng_state(), before)  # the caller's stream is untouched
+    assert all(torch.equal(value, buffers[name]) for name, value in encoder.named_buffers())  # BatchNorm's too
+
+
+def test_the_estimator_keeps_windows_for_dropout_written_as_a_function():
+    """``F.dropout`` inside a block, where no module is a dropout class: one pass would share its masks.
+
+    The pass is cheaper here (300 time points against 3 x 100 windows of 5), so only the rule keeps windows.
+    """
+    from contrastive_seq import ContrastiveEmbedding
+    from contrastive_seq.data.recording import Recording
+
+    torch.manual_seed(0)
+    recording = Recording(torch.rand(300, 12))
+    model = ContrastiveEmbedding(batch_size=100, device="cpu")
+    dropout, plain = _encoder(_FunctionalDropoutConv(12, 4, 5, 0.2)), _encoder(torch.nn.Conv1d(12, 4, 5))
+    assert dropout.multiply_adds(1, 300) <= dropout.multiply_adds(300, 5)
+    assert not model._whole_pass_pays(dropout, recording)
+    assert model._whole_pass_pays(plain, recording)

@@ -27,7 +27,7 @@ narrowed by ``start`` / ``stop`` (seconds).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,24 +88,25 @@ def _series_values(series: object, argument: str) -> tuple[np.ndarray, np.ndarra
     return times, values
 
 
-def _spike_trains(nwbfile: object, bin_width: float) -> tuple[list[np.ndarray], float, float]:
+def _spike_trains(nwbfile: object, bin_width: float, argument: str) -> tuple[list[np.ndarray], float, float]:
     """Spike times of every unit, the first spike and the last spike plus one bin: ``(trains, first, last)``."""
     if nwbfile.units is None or len(nwbfile.units) == 0:
-        raise ValueError("neural='units' needs a units table with at least one unit; the file has none")
+        raise ValueError(f"{argument}='units' needs a units table with at least one unit; the file has none")
     trains = [np.asarray(nwbfile.units.get_unit_spike_times(i), dtype=np.float64) for i in range(len(nwbfile.units))]
     spikes = np.concatenate(trains)
     if spikes.size == 0:
-        raise ValueError("neural='units': the units table holds no spike times")
+        raise ValueError(f"{argument}='units': the units table holds no spike times")
     return trains, float(spikes.min()), float(spikes.max()) + bin_width
 
 
 def _time_range(
-    argument: str, first: float, last: float, start: float | None, stop: float | None
+    names: Mapping[str, str], first: float, last: float, start: float | None, stop: float | None
 ) -> tuple[float, float]:
     low = first if start is None else max(first, float(start))
     high = last if stop is None else min(last, float(stop))
     if not high > low:
-        raise ValueError(f"{argument}: no time left between {low} and {high} s (start={start}, stop={stop})")
+        raise ValueError(f"{names['neural']}: no time left between {low} and {high} s "
+                         f"({names['start']}={start}, {names['stop']}={stop})")
     return low, high
 
 
@@ -120,16 +121,27 @@ def _trial_index(nwbfile: object, bin_times: np.ndarray) -> np.ndarray:
     return trial
 
 
-def _trial_labels(nwbfile: object, column: str, trial: np.ndarray) -> np.ndarray:
+def _trial_labels(nwbfile: object, column: str, trial: np.ndarray, argument: str) -> np.ndarray:
     if nwbfile.trials is None:
-        raise ValueError(f"discrete={column!r} names a trials column, but the file has no trials table")
+        raise ValueError(f"{argument}={column!r} names a trials column, but the file has no trials table")
     if column not in nwbfile.trials.colnames:
-        raise ValueError(f"discrete={column!r} is not a trials column; the columns are {list(nwbfile.trials.colnames)}")
+        raise ValueError(f"{argument}={column!r} is not a trials column; the columns are {list(nwbfile.trials.colnames)}")
     values = np.asarray(nwbfile.trials[column][:])
     if values.ndim != 1:
-        raise ValueError(f"discrete={column!r} must be a column of one value per trial, got shape {values.shape}")
+        raise ValueError(f"{argument}={column!r} must be a column of one value per trial, got shape {values.shape}")
     _, codes = np.unique(values, return_inverse=True)
     return np.where(trial >= 0, codes[np.maximum(trial, 0)], -1).astype(np.int64)
+
+
+ARGUMENTS = ("neural", "behaviour", "bin_width", "discrete", "start", "stop")
+
+
+def _argument_names(argument_names: Mapping[str, str] | None) -> dict[str, str]:
+    """What errors call each argument of :func:`read_nwb`: its own name unless ``argument_names`` says otherwise."""
+    unknown = sorted(set(argument_names or {}) - set(ARGUMENTS))
+    if unknown:
+        raise ValueError(f"argument_names: {unknown} are not arguments of read_nwb; they are {list(ARGUMENTS)}")
+    return {name: name for name in ARGUMENTS} | dict(argument_names or {})
 
 
 def read_nwb(
@@ -140,6 +152,7 @@ def read_nwb(
     discrete: str | None = None,
     start: float | None = None,
     stop: float | None = None,
+    argument_names: Mapping[str, str] | None = None,
 ) -> NWBSession:
     """Read an NWB file into a :class:`Recording` plus its bin times and per-bin trial index.
 
@@ -150,6 +163,8 @@ def read_nwb(
         bin_width: seconds per bin, required with ``neural="units"`` and refused otherwise.
         discrete: a trials-table column to use as discrete labels.
         start, stop: seconds that bound the bins.
+        argument_names: what errors call the arguments above, where the caller knows them by
+            other names (a config: ``{"behaviour": "data.continuous"}``); default: their own names.
 
     Returns:
         :class:`NWBSession` with ``recording.neural (time, channels)`` float32.
@@ -159,6 +174,7 @@ def read_nwb(
         ValueError: naming the argument: an unknown series or column, a missing units table,
             a bad ``bin_width``, or no time left in range.
     """
+    names = _argument_names(argument_names)
     try:
         from pynwb import NWBHDF5IO
     except ImportError as error:
@@ -166,33 +182,36 @@ def read_nwb(
     if not os.path.isfile(path):
         raise FileNotFoundError(f"path: no NWB file at {os.fspath(path)!r}")
     if not isinstance(neural, str):
-        raise TypeError(f"neural must be 'units' or a series name, got {type(neural).__name__}")
-    names = [behaviour] if isinstance(behaviour, str) else list(behaviour)
+        raise TypeError(f"{names['neural']} must be 'units' or a series name, got {type(neural).__name__}")
+    series_names = [behaviour] if isinstance(behaviour, str) else list(behaviour)
     if neural == "units":
         if isinstance(bin_width, bool) or not isinstance(bin_width, (int, float)) or not bin_width > 0:
-            raise ValueError(f"bin_width must be a positive number of seconds with neural='units', got {bin_width!r}")
+            raise ValueError(f"{names['bin_width']} must be a positive number of seconds with "
+                             f"{names['neural']}='units', got {bin_width!r}")
     elif bin_width is not None:
-        raise ValueError(f"bin_width applies to neural='units' only; the series {neural!r} keeps its own sampling")
+        raise ValueError(f"{names['bin_width']} applies to {names['neural']}='units' only; "
+                         f"the series {neural!r} keeps its own sampling")
     with NWBHDF5IO(os.fspath(path), "r") as io:
         nwbfile = io.read()
-        behaviours = [_series_values(_find_series(nwbfile, name, "behaviour"), "behaviour") for name in names]
+        behaviours = [_series_values(_find_series(nwbfile, name, names["behaviour"]), names["behaviour"])
+                      for name in series_names]
         first = max([times[0] for times, _ in behaviours], default=-np.inf)
         last = min([times[-1] for times, _ in behaviours], default=np.inf)
         if neural == "units":
-            trains, spikes_first, spikes_last = _spike_trains(nwbfile, bin_width)
-            low, high = _time_range("neural", max(first, spikes_first), min(last, spikes_last), start, stop)
+            trains, spikes_first, spikes_last = _spike_trains(nwbfile, bin_width, names["neural"])
+            low, high = _time_range(names, max(first, spikes_first), min(last, spikes_last), start, stop)
             bins = int(np.floor((high - low) / bin_width + 1e-9))  # a bin that ends on ``high`` up to rounding counts
             edges = low + bin_width * np.arange(bins + 1)
             if len(edges) < 2:
-                raise ValueError(f"bin_width={bin_width} s is longer than the {high - low} s in range")
+                raise ValueError(f"{names['bin_width']}={bin_width} s is longer than the {high - low} s in range")
             counts = np.stack([np.histogram(train, edges)[0] for train in trains], 1)
             bin_times, values = (edges[:-1] + edges[1:]) / 2, counts.astype(np.float32)
         else:
-            times, samples = _series_values(_find_series(nwbfile, neural, "neural"), "neural")
-            low, high = _time_range("neural", max(first, times[0]), min(last, times[-1]), start, stop)
+            times, samples = _series_values(_find_series(nwbfile, neural, names["neural"]), names["neural"])
+            low, high = _time_range(names, max(first, times[0]), min(last, times[-1]), start, stop)
             keep = (times >= low) & (times <= high)
             if keep.sum() < 1:
-                raise ValueError(f"neural: series {neural!r} has no sample between {low} and {high} s")
+                raise ValueError(f"{names['neural']}: series {neural!r} has no sample between {low} and {high} s")
             bin_times, values = times[keep], samples[keep].astype(np.float32)
         continuous = None
         if behaviours:
@@ -200,7 +219,7 @@ def read_nwb(
             continuous = np.stack(columns, 1).astype(np.float32)
         trial = _trial_index(nwbfile, bin_times)
         nwbfile_has_trials = nwbfile.trials is not None
-        labels = None if discrete is None else _trial_labels(nwbfile, discrete, trial)
+        labels = None if discrete is None else _trial_labels(nwbfile, discrete, trial, names["discrete"])
         name = nwbfile.session_id or "session0"
     segments = trial if nwbfile_has_trials else None  # no window or positive crosses a trial boundary
     recording = Recording(values, continuous, labels, name=name.replace("/", "_"), segments=segments)
@@ -215,6 +234,7 @@ def load_nwb(
     discrete: str | None = None,
     start: float | None = None,
     stop: float | None = None,
+    argument_names: Mapping[str, str] | None = None,
 ) -> Recording:
     """The :class:`Recording` of :func:`read_nwb` (same arguments), trials as its segments; bin times are dropped."""
-    return read_nwb(path, neural, behaviour, bin_width, discrete, start, stop).recording
+    return read_nwb(path, neural, behaviour, bin_width, discrete, start, stop, argument_names).recording

@@ -221,6 +221,7 @@ class CPCMethodConfig(MethodConfig):
 
     encoder_features: ClassVar[str] = "frame"
     default_features: ClassVar[str] = "context"
+    feature_names: ClassVar[tuple[str, ...]] = ("context",)
 
     def feature_networks(self, config: ExperimentConfig, encoder: nn.Module) -> dict[str, nn.Module]:
         """``context``: the autoregressive model over the encoder's frames, ``(batch, frames, context_dim)``."""

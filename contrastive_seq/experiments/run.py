@@ -34,6 +34,7 @@ from contrastive_seq.experiments.sections import (
     ExperimentConfig,
     MissingLabels,
 )
+from contrastive_seq.training.config import CHECKPOINT_NAME
 
 if TYPE_CHECKING:
     from torch import nn
@@ -220,7 +221,7 @@ def run_experiment(config: ExperimentConfig) -> dict[str, dict[str, float]]:
     """
     from contrastive_seq import distributed
     from contrastive_seq.seeding import seed_everything
-    from contrastive_seq.training.trainer import CHECKPOINT_NAME, Trainer
+    from contrastive_seq.training.trainer import Trainer
 
     seed_everything(config.train.seed)
     experiment = build_experiment(config)
@@ -267,8 +268,6 @@ def run_config(run: str | Path, overrides: Sequence[str] = ()) -> ExperimentConf
     Reads ``run/config.yaml`` (or the config inside ``run/results.json`` of
     older runs); errors name the directory and what it lacks.
     """
-    from contrastive_seq.training.trainer import CHECKPOINT_NAME
-
     run = Path(run)
     if not run.is_dir():
         raise ConfigError(f"run {run} is not a directory (expected a train.output_dir holding {CONFIG_NAME})")
@@ -298,7 +297,6 @@ def load_run(run: str | Path, overrides: Sequence[str] = (), keep_untrained: boo
     """
     from contrastive_seq.seeding import seed_everything
     from contrastive_seq.training.checkpoint import load_checkpoint
-    from contrastive_seq.training.trainer import CHECKPOINT_NAME
 
     config = run_config(run, overrides)
     seed_everything(config.train.seed)

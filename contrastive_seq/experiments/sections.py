@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from contrastive_seq.command_files import check_input_path
 from contrastive_seq.config import ConfigError, Variants, to_mapping
 from contrastive_seq.training.config import TrainerConfig
 
@@ -72,6 +73,11 @@ class DataConfig(Variants, abc.ABC):
         raise ConfigError(
             f"data {self.name!r} reads no other files: embed a .npy / .npz array, or 'train' / 'test'"
         )
+
+    def check_samples_path(self, path: str, argument: str) -> None:
+        """Check, without torch, that :meth:`read_samples` finds something at ``path`` (default: a file or
+        folder is there); :class:`ConfigError` names ``argument``."""
+        check_input_path(path, argument)
 
     @classmethod
     def reads_files(cls) -> bool:
@@ -153,6 +159,18 @@ class MethodConfig(Variants, abc.ABC):
 
     encoder_features: ClassVar[str] = "encoder"
     default_features: ClassVar[str] = "encoder"
+    feature_names: ClassVar[tuple[str, ...]] = ()  # the names :meth:`feature_networks` gives, known without torch
+
+    def check_features(
+        self, features: str | None, offered: tuple[str, ...] | None = None, argument: str = "features"
+    ) -> str:
+        """``features`` (``None``: ``default_features``) when ``offered`` holds it (default: the encoder's
+        output and :attr:`feature_names`); else :class:`ConfigError` naming ``argument`` and what is offered."""
+        offered = (self.encoder_features, *self.feature_names) if offered is None else offered
+        chosen = self.default_features if features is None else features
+        if chosen not in offered:
+            raise ConfigError(f"{argument}={chosen!r}: the encoder of method {self.name!r} offers {list(offered)}")
+        return chosen
 
     def feature_networks(self, config: ExperimentConfig, encoder: nn.Module) -> dict[str, nn.Module]:
         """Fresh networks that map the encoder's output to the other representations, by name (default: none).

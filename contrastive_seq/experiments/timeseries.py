@@ -189,6 +189,11 @@ class NWBFileData(TimeSeriesFileData):
     embedded as :class:`TimeSeriesFileData`, only :meth:`read` differs.
     """
 
+    # the config key of each argument of the reader, which its errors name (the file's series are listed too)
+    reader_arguments: ClassVar[dict[str, str]] = {
+        "neural": "data.neural", "behaviour": "data.continuous", "bin_width": "data.bin_width",
+        "discrete": "data.discrete", "start": "data.start", "stop": "data.stop",
+    }
     name: str = "nwb_file"
     neural: str = "units"
     bin_width: float | None = None
@@ -210,7 +215,8 @@ class NWBFileData(TimeSeriesFileData):
         """The recording in the NWB file ``path`` with this section's names (the whole file, nothing held out)."""
         from contrastive_seq.data.nwb import load_nwb
 
-        return load_nwb(path, self.neural, self.continuous, self.bin_width, self.discrete, self.start, self.stop)
+        return load_nwb(path, self.neural, self.continuous, self.bin_width, self.discrete, self.start, self.stop,
+                        argument_names=self.reader_arguments)
 
 
 def split_in_time(recording: Recording, test_fraction: float) -> tuple[Recording, Recording]:

@@ -228,6 +228,9 @@ class ImageShardsData(DataConfig):
         """Every image of the shard list ``path`` (a brace pattern), decoded as embedding reads them."""
         return self.read(path)
 
+    def check_samples_path(self, path: str, argument: str) -> None:
+        """Nothing: ``path`` is a shard list (a brace pattern), whose files the reader checks one by one."""
+
 
 # ----------------------------------------------------------------------------- views
 

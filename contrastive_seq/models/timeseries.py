@@ -28,6 +28,7 @@ as ``experiments/run.py`` does) for reproducible initialisation.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from functools import partial
 
@@ -37,6 +38,7 @@ from einops import rearrange
 from torch import nn
 
 from contrastive_seq.models.names import TIME_SERIES_ENCODER_NAMES
+from contrastive_seq.seeding import forked_random_state
 
 
 def _check_positive_int(name: str, value: object, minimum: int = 1) -> int:
@@ -112,6 +114,34 @@ class TimeSeriesEncoder(nn.Module):
         pieces = torch.stack([recording[0, :, start : start + size + self.receptive_field - 1] for start in starts])
         z = self._valid_pass(pieces)  # (pieces, output_dim, size); piece i keeps rows from i * size on
         return torch.cat([z[i, :, i * size - start :] for i, start in enumerate(starts)], dim=1).unsqueeze(0)
+
+    def pass_matches_windows(self, windows: int = 16) -> bool:
+        """Whether, in train mode, one :meth:`recording_pass` gives each window's :meth:`forward`.
+
+        Embedding a recording once instead of window by window (the
+        estimator's one-pass path) gives the same rows and gradients only
+        then. Tried rather than read off the layer types: a copy of the
+        encoder in train mode embeds ``windows`` overlapping windows of one
+        random sequence both ways, from a fixed seed (the caller's random
+        streams and this encoder's buffers are left as they are). Dropout of
+        any kind (a module, ``F.dropout`` in a forward, a noise layer) draws
+        one mask per window but one for the whole pass, and batch statistics
+        (BatchNorm) differ between the two batches, so either fails; no list
+        of layer classes, public or private, has to be kept up to date.
+
+        The relative error of the rows is at most 3e-7 for every named
+        architecture on the CPU (1 and 2 threads), and 0.26-0.55 for
+        ``offset36-model-dropout`` and ``offset36-model-more-dropout``; the
+        threshold ``1e-2`` lies between, well above TF32 convolutions' rounding too.
+        """
+        probe = copy.deepcopy(self).train()
+        weight = next(probe.parameters(), None)
+        options = {} if weight is None else {"device": weight.device, "dtype": weight.dtype}
+        with forked_random_state(0), torch.no_grad():
+            sequence = torch.randn(1, self.in_channels, self.receptive_field + windows - 1, **options)
+            whole = rearrange(probe.recording_pass(sequence), "1 d t -> t d")
+            one_by_one = probe(rearrange(sequence.unfold(2, self.receptive_field, 1), "1 c n r -> n c r"))
+        return bool((whole - one_by_one).norm() <= 1e-2 * one_by_one.norm())
 
     def multiply_adds(self, batch: int, length: int) -> int | None:
         """Multiply-adds of :meth:`_valid_pass` on ``(batch, in_channels, length)``, or ``None`` if unknown.

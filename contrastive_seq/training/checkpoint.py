@@ -17,7 +17,6 @@ import hashlib
 import io
 import os
 import struct
-import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -26,6 +25,7 @@ import torch
 
 from contrastive_seq.atomic_files import write_atomically
 from contrastive_seq.training.errors import CheckpointError
+from contrastive_seq.user_warnings import warn_at_caller
 
 CHECKSUM_PREFIX = b"contrastive_seq sha256 "
 _END_OF_ARCHIVE = b"PK\x05\x06"  # signature of the zip end-of-central-directory record
@@ -196,5 +196,5 @@ def load_latest_checkpoint(path: Path, previous: Path) -> tuple[Path, dict[str, 
             raise
         raise CheckpointError(f"{damage}; the previous checkpoint cannot be used either: {exc}") from damage
     why = f"{damage}" if damage is not None else f"there is no {path} (a save was interrupted)"
-    warnings.warn(f"{why}; resuming from the previous checkpoint {previous} instead", RuntimeWarning, stacklevel=3)
+    warn_at_caller(f"{why}; resuming from the previous checkpoint {previous} instead", RuntimeWarning)
     return previous, state

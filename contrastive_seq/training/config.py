@@ -20,6 +20,9 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 NONFINITE_ACTIONS = ("stop", "skip")
 RESUME_POLICIES = ("auto", "never", "must")
+# the files the Trainer writes into output_dir (evaluate, export and embed look for the checkpoint without torch)
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.jsonl"
 MAX_SEED = 2**63 - 1  # torch.manual_seed and NumPy's SeedSequence take any int in [0, 2**63)
 
 

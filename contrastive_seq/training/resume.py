@@ -13,7 +13,6 @@ their defining settings: everything but :data:`RESUMABLE_FIELDS`.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -29,6 +28,7 @@ from contrastive_seq.training.checkpoint import (
     previous_checkpoint_path,
     save_checkpoint,
 )
+from contrastive_seq.user_warnings import warn_at_caller
 
 RESUMABLE_FIELDS = frozenset(
     {
@@ -154,10 +154,9 @@ def restore_run(
     if rank < len(random_states):
         restore_random_state(random_states[rank])
     else:
-        warnings.warn(
+        warn_at_caller(
             f"checkpoint {path} holds the random streams of {len(random_states)} ranks, not of rank {rank}; "
-            "this rank reseeds them from (seed, rank, step)",
-            stacklevel=5,  # the caller of Trainer.fit (through Trainer._resume and Trainer._start)
+            "this rank reseeds them from (seed, rank, step)"
         )
         seed_everything(derive_seed(seed, rank, step))
     if type(skipped) is not int or skipped < 0:

@@ -44,7 +44,7 @@ from contrastive_seq.training.batches import SampledBatches
 from contrastive_seq.training.checkpoint import load_checkpoint, previous_checkpoint_path
 from contrastive_seq.training.metrics import flatten
 from contrastive_seq.training.monitor import RunWatch
-from contrastive_seq.training.config import TrainerConfig
+from contrastive_seq.training.config import CHECKPOINT_NAME, METRICS_NAME, TrainerConfig
 from contrastive_seq.training.optimizers import build_optimizer, build_scheduler
 from contrastive_seq.training.processes import join_process_group, resolve_device
 from contrastive_seq.training.progress import Progress
@@ -59,10 +59,8 @@ from contrastive_seq.training.resume import (
     save_from_rank_zero,
 )
 from contrastive_seq.training.sizes import check_batch_fits, check_sizes_against_data
+from contrastive_seq.user_warnings import warn_at_caller
 from contrastive_seq.views.base import Views
-
-CHECKPOINT_NAME = "checkpoint.pt"
-METRICS_NAME = "metrics.jsonl"
 
 Evaluate = Callable[[Method], Mapping[str, float]]
 
@@ -348,11 +346,11 @@ class Trainer:
     def _watched_step(self, step: int, batch: Mapping[str, Any], watch: RunWatch) -> dict[str, float]:
         """:meth:`_train_step`, warning (on rank 0) of degenerate inputs, a loss that never moves, collapse."""
         for message in watch.first_batch(step, batch):
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
+            warn_at_caller(message, RuntimeWarning)
         with watch.watching(step):
             scalars = self._train_step(step, batch)
         for message in watch.after_step(step, scalars["loss"]):
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
+            warn_at_caller(message, RuntimeWarning)
         return scalars
 
     def _record(self, scalars: dict[str, float], lr: float, progress: Progress) -> dict[str, Any]:
@@ -438,11 +436,10 @@ class Trainer:
         if self.config.on_nonfinite == "stop":
             raise NonFiniteLossError(loss, step, self.batches.pairs(step), self.last_checkpoint)
         self.skipped_steps += 1
-        warnings.warn(
+        warn_at_caller(
             f"the loss is {loss} at step {step} (0-based); the step is skipped "
             f"({self.skipped_steps} skipped in this run so far)",
             RuntimeWarning,
-            stacklevel=5,  # the caller of fit (through _train_step and _watched_step)
         )
         with warnings.catch_warnings():  # the schedule follows the step count even when no optimiser step was taken
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
