@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from contrastive_seq.data.shards import ShardedImageText
+from contrastive_seq.memory import release_freed_memory
 from contrastive_seq.models.clip_towers import OpenCLIPTokenizer
 from contrastive_seq.sampling.paired import PairedSampler
 from contrastive_seq.training.batches import SampledBatches
@@ -136,6 +137,7 @@ def ours(pattern: str, args: Namespace) -> dict[str, float]:
     views = ImageTextViews(tokens, image_transform=crop)
     steps = args.steps + 20
     batches = SampledBatches(data, PairedSampler(data.caption_image, len(data)), views, args.batch_size, steps)
+    release_freed_memory()  # as the Trainer does before its workers fork
     loader = DataLoader(batches, batch_size=None, sampler=range(steps), num_workers=args.workers)
     return {**index, **measure(loader, args.batch_size, args.steps)}
 

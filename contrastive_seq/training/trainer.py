@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader
 from contrastive_seq import distributed
 from contrastive_seq.atomic_files import check_output_dir
 from contrastive_seq.losses.output import LossOutput
+from contrastive_seq.memory import release_freed_memory
 from contrastive_seq.methods.base import Method
 from contrastive_seq.sampling.base import PairIndex, Sampler
 from contrastive_seq.seeding import derive_seed, forked_random_state, seed_everything
@@ -328,6 +329,8 @@ class Trainer:
 
     def _loader(self, start: int) -> DataLoader:
         """The batches of steps ``start`` to ``max_steps - 1``, built by ``num_workers`` processes (or this one)."""
+        if self.config.num_workers:
+            release_freed_memory()  # what building the data freed is not held by every forked worker
         return DataLoader(
             self.batches,
             batch_size=None,
