@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import copy
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +74,7 @@ from contrastive_seq.seeding import forked_random_state, generator_for
 from contrastive_seq.training.checkpoint import load_checkpoint, save_checkpoint
 from contrastive_seq.training.config import TrainerConfig
 from contrastive_seq.training.trainer import Trainer
+from contrastive_seq.user_warnings import warn_at_caller
 from contrastive_seq.views.base import Views
 from contrastive_seq.views.windows import MultiSessionWindowViews, WindowViews
 
@@ -351,11 +351,10 @@ class ContrastiveEmbedding(TransformerMixin, BaseEstimator):
         kind = label_kind(sessions[0])
         by_label_change = conditional == "time_delta" and not self.hybrid and kind in ("continuous", "mixed")
         if by_label_change and 2 <= shortest <= time_offsets:
-            warnings.warn(
+            warn_at_caller(
                 f"time_offsets={time_offsets} is not shorter than the shortest recording ({shortest} time points): "
                 f"label changes for the time_delta conditional are measured over {shortest - 1} steps instead",
                 DegenerateInputWarning,
-                stacklevel=4,
             )
             time_offsets = shortest - 1
         return cebra_sampler(
@@ -808,19 +807,17 @@ def _warn_if_degenerate(sessions: list[Recording]) -> None:
         if recording.in_memory:
             neural = recording.neural
             if bool((neural == neural[:1]).all()):
-                warnings.warn(
+                warn_at_caller(
                     f"{name} is constant over time (as float32): every window looks the same and the embedding "
                     "cannot learn anything; check the data (or its scale, if large values collapsed in float32)",
                     DegenerateInputWarning,
-                    stacklevel=4,
                 )
         if recording.discrete is not None and len(torch.unique(recording.discrete)) == len(recording):
             label = "y" if len(sessions) == 1 else f"y[{s}]"
-            warnings.warn(
+            warn_at_caller(
                 f"{label}: every discrete label is distinct, so every positive is its own reference; "
                 "discrete labels should name classes shared by many time points (pass floats for continuous labels)",
                 DegenerateInputWarning,
-                stacklevel=4,
             )
 
 
@@ -833,11 +830,10 @@ def _warn_if_not_learning(records: list[dict], negatives: int, losses: int) -> N
     chance = losses * float(np.log(negatives))
     values = np.array([record["loss"] for record in records if "loss" in record], dtype=float)
     if len(values) >= 50 and chance > 0 and bool(np.all(np.abs(values - chance) <= 0.01 * chance)):
-        warnings.warn(
+        warn_at_caller(
             f"the loss never left chance level, ln(candidates) = {chance:.3f} (within 1%) over {len(values)} steps: "
             "the embedding learned nothing; check for constant input, labels that pair nothing, or train longer",
             DegenerateInputWarning,
-            stacklevel=4,
         )
 
 

@@ -20,7 +20,6 @@ once into an :class:`~contrastive_seq.data.arrays.ArrayDataset`.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
 
 from contrastive_seq.data.arrays import ArrayDataset, random_split
+from contrastive_seq.user_warnings import warn_at_caller
 
 _READ_MODES = {1: ImageReadMode.GRAY, 3: ImageReadMode.RGB}
 CORRUPT_POLICIES = ("error", "skip")
@@ -200,7 +200,7 @@ def load_images(
         message = f"{len(damaged)} of {len(samples)} image files under {root} cannot be read (first: {first}: {reason})"
         if on_corrupt == "error":
             raise ValueError(message + "; remove them or pass on_corrupt='skip'")
-        warnings.warn(message + "; they are skipped", stacklevel=2)
+        warn_at_caller(message + "; they are skipped")
         bad = {p for p, _ in damaged}
         samples = [sample for sample in samples if sample[0] not in bad]
         if not samples:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import json
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,6 +40,7 @@ from contrastive_seq.data.hdf5 import (
     write_hdf5_atomically,
     write_strings,
 )
+from contrastive_seq.user_warnings import warn_at_caller
 
 MISSING_POLICIES = ("error", "skip")
 
@@ -256,7 +256,7 @@ def read_pairs_table(
         message = f"{len(empty)} of {len(rows)} rows of {path} have an empty {caption_key!r} (first: row {empty[0]})"
         if on_empty_caption == "error":
             raise ValueError(message + "; fill them or pass on_empty_caption='skip'")
-        warnings.warn(message + "; they are skipped", stacklevel=2)
+        warn_at_caller(message + "; they are skipped")
         dropped = set(empty)
         rows = [row for number, row in enumerate(rows, start=1) if number not in dropped]
     return rows
@@ -328,7 +328,7 @@ def load_image_text_file(
             "fix the paths or pass on_missing='skip' to drop their rows"
         )
     if missing:
-        warnings.warn(f"skipped {len(missing)} missing image files named in {path} (first: {missing[0]})", stacklevel=2)
+        warn_at_caller(f"skipped {len(missing)} missing image files named in {path} (first: {missing[0]})")
         absent = set(missing)
         kept = [i for i, p in enumerate(resolved) if str(p) not in absent]
         rows, resolved = [rows[i] for i in kept], [resolved[i] for i in kept]
@@ -340,11 +340,10 @@ def load_image_text_file(
     label_of_image = per_image_column(path, rows, caption_image, image_key, label_key)
     if label_of_image is None and label_key is not None:
         unlabelled = sum(row.get(label_key) in (None, "") for row in rows)
-        warnings.warn(
+        warn_at_caller(
             f"{path}: {unlabelled} of {len(rows)} rows have no {label_key!r} value, so the images carry no class "
             "labels and zero-shot classification is not available (retrieval still is); pass label_key=None "
             "to say the table has none",
-            stacklevel=2,
         )
     if label_of_image is not None:
         class_names = sorted(set(label_of_image))

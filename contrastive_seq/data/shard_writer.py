@@ -9,7 +9,6 @@ concatenate in order. Everything is checked before the first shard is written.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_datas
 
 from contrastive_seq.data.image_text import MISSING_POLICIES, read_pairs_table
 from contrastive_seq.data.shards import IMAGE_EXTENSIONS
+from contrastive_seq.user_warnings import warn_at_caller
 
 
 def _check_pattern(pattern: str, samples_per_shard: int) -> None:
@@ -95,7 +95,7 @@ def shards_from_table(
     if missing and on_missing == "error":
         raise FileNotFoundError(f"{len(missing)} image files named in {table} do not exist (first: {missing[0]})")
     if missing:
-        warnings.warn(f"skipped {len(missing)} rows of {table} whose image does not exist (first: {missing[0]})", stacklevel=2)
+        warn_at_caller(f"skipped {len(missing)} rows of {table} whose image does not exist (first: {missing[0]})")
     kept = [i for i, path in enumerate(images) if path.is_file()]
     for i in kept:
         _image_extension(images[i])

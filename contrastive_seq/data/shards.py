@@ -32,7 +32,6 @@ import hashlib
 import io
 import os
 import tarfile
-import warnings
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from contrastive_seq.atomic_files import write_atomically
 
 from contrastive_seq.data.arrays import ArrayDataset, random_split
 from contrastive_seq.data.image_text import MISSING_POLICIES, ImageTextDataset, read_image
+from contrastive_seq.user_warnings import warn_at_caller
 
 #: extensions of the image member of a sample
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "ppm")
@@ -233,8 +233,10 @@ def cached_shard_index(shard: Path, index_dir: str | os.PathLike | None = None) 
         cache.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(cache, lambda file: np.savez(file, stamp=stamp, source=source, **index))
     except OSError as error:
-        warnings.warn(f"shard indexes cannot be cached in {cache.parent} ({error.strerror or error}); they are "
-                      "rebuilt on every start (set index_dir to a writable folder)", stacklevel=4)  # once per folder
+        warn_at_caller(  # once per folder and caller
+            f"shard indexes cannot be cached in {cache.parent} ({error.strerror or error}); they are "
+            "rebuilt on every start (set index_dir to a writable folder)"
+        )
     return index
 
 
@@ -298,7 +300,7 @@ class _ShardReader:
             labels.append(index["label"][rows])
             has_label.append(index["has_label"][rows])
         if skipped:
-            warnings.warn(f"skipped {skipped} incomplete samples (first: {first_skipped})", stacklevel=3)
+            warn_at_caller(f"skipped {skipped} incomplete samples (first: {first_skipped})")
         if not sum(part.size for part in shard):
             raise ValueError(f"the shards {[str(p) for p in self.shard_paths]} hold no complete sample")
         self._keys, self._captions = _Texts.concatenate(keys), _Texts.concatenate(captions)

@@ -11,7 +11,6 @@ error naming ``batch_size``, instead of growing until the process is killed.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable
 
 import torch
@@ -21,6 +20,7 @@ from contrastive_seq.memory import available_memory, readable_bytes
 from contrastive_seq.models.queue import KeyQueue
 from contrastive_seq.sampling.base import Sampler
 from contrastive_seq.training.batches import SampledBatches
+from contrastive_seq.user_warnings import warn_at_caller
 
 PROBE_SIZES = (4, 12, 60, 840)  # each a multiple of the ones before: one fits a sampler that needs multiples of k <= 8
 SMALL_BATCH = 1024  # batches up to this size are built without an estimate
@@ -131,9 +131,8 @@ def check_sizes_against_data(batch_size: int, world_size: int, sampler: Sampler,
         )
     for module in method.modules():
         if isinstance(module, KeyQueue) and module.size > sampler.num_items:
-            warnings.warn(
+            warn_at_caller(
                 f"{type(method).__name__} {module.setting}={module.size:,} is longer than the {sampler.num_items:,} "
                 f"training samples: the queue holds stale keys of the same samples, the positives' own among them "
                 f"(false negatives); use {module.setting} <= {sampler.num_items:,}",
-                stacklevel=2,
             )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 
 import torch
@@ -10,6 +9,7 @@ import torch
 from contrastive_seq.data.caption_tokens import CaptionTokens
 from contrastive_seq.models.clip_towers import CaptionTokenizer
 from contrastive_seq.sampling.base import PairIndex
+from contrastive_seq.user_warnings import warn_at_caller
 from contrastive_seq.views.base import Views, augment_views
 
 LONG_CAPTION_POLICIES = ("warn", "error")
@@ -49,7 +49,7 @@ def tokenize_captions(captions: Sequence[str], tokenizer: CaptionTokenizer, long
         )
         if long_captions == "error":
             raise ValueError(message + "; shorten them, raise the context length, or pass long_captions='warn' to truncate")
-        warnings.warn(message + "; they are truncated", stacklevel=2)
+        warn_at_caller(message + "; they are truncated")
     return CaptionTokens.concatenate(parts)
 
 
