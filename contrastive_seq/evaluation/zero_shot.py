@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import recall_score
 
+from contrastive_seq.evaluation.distributed_embed import Indexable
 from contrastive_seq.evaluation.distributed_embed import across_ranks as split_across_ranks
 from contrastive_seq.evaluation.embeddings import embed_in_batches
 from contrastive_seq.data.caption_tokens import CaptionTokens
@@ -132,7 +133,7 @@ def embed_texts_in_batches(
 
 def evaluate_image_text(
     method: torch.nn.Module,
-    images: torch.Tensor,
+    images: torch.Tensor | Indexable,
     caption_tokens: CaptionTokens | torch.Tensor,
     relevant: torch.Tensor,
     labels: torch.Tensor | None = None,
@@ -146,7 +147,8 @@ def evaluate_image_text(
     Args:
         method: has ``embed(images) -> (n, d)``, ``embed_text(tokens) -> (m, d)``
             and ``tokenize(texts) -> tokens`` (a :class:`~contrastive_seq.methods.clip.CLIP`).
-        images: ``(n, C, H, W)`` float in [0, 1].
+        images: ``(n, C, H, W)`` float in [0, 1]; with ``across_ranks``, also a dataset
+            indexed by index tensors (each rank then decodes only its share).
         caption_tokens: the captions' token ids, ``caption_tokens[rows]`` ``(k, context_length)`` (a
             packed :class:`~contrastive_seq.data.caption_tokens.CaptionTokens` or a padded tensor).
         relevant: ``(n, m)`` bool (see :func:`caption_relevance`).

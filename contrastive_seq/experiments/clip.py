@@ -432,14 +432,12 @@ class ZeroShotEvaluator(Evaluator):
 
     def scores(self, method: CLIP) -> dict[str, float]:
         """Zero-shot accuracy (when the test split has labels) and retrieval recall@1/5/10 of ``method``."""
-        import torch
-
         from contrastive_seq.evaluation.zero_shot import evaluate_image_text
 
         test = self.test
         return evaluate_image_text(
             method,
-            test[torch.arange(len(test))],
+            test,  # each rank decodes and embeds its share of the images
             self.tokens,
             self.relevant,
             test.labels,
