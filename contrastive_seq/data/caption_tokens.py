@@ -18,6 +18,39 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from contrastive_seq.user_warnings import warn_at_caller
+
+#: captions tokenised at a time: bounds the Python lists alive while a large set is packed
+TOKENIZE_CHUNK = 10_000
+#: what to do with a caption longer than the context length: truncate it (one counting warning) or refuse it
+LONG_CAPTION_POLICIES = ("warn", "error")
+
+
+def check_long_caption_policy(long_captions: str) -> None:
+    """Raises ``ValueError`` naming ``long_captions`` unless it is one of :data:`LONG_CAPTION_POLICIES`."""
+    if long_captions not in LONG_CAPTION_POLICIES:
+        raise ValueError(f"long_captions must be one of {LONG_CAPTION_POLICIES}, got {long_captions!r}")
+
+
+def report_long_captions(
+    too_long: int, total: int, first: tuple[int, int, str] | None, context_length: int, long_captions: str
+) -> None:
+    """Warn once counting the ``too_long`` of ``total`` captions longer than ``context_length`` tokens
+    (``long_captions="warn"``: they are truncated), or refuse them (``"error"``: ``ValueError``).
+
+    ``first`` is ``(index, tokens it needs, text)`` of the first such caption, ``None`` when there is none.
+    """
+    if first is None:
+        return
+    index, length, text = first
+    message = (
+        f"{too_long} of {total} captions are longer than the context length {context_length} tokens "
+        f"(first: caption {index}, {length} tokens: {text[:80]!r})"
+    )
+    if long_captions == "error":
+        raise ValueError(message + "; shorten them, raise the context length, or pass long_captions='warn' to truncate")
+    warn_at_caller(message + "; they are truncated")
+
 
 def _narrowest(ids: np.ndarray) -> np.ndarray:
     """``ids`` as ``uint16`` when every id fits, else ``int32`` (vocabularies of up to 2³¹ tokens)."""

@@ -133,6 +133,11 @@ class ImageTextDataset:
         return self.images.shape[0]
 
     @property
+    def num_captions(self) -> int:
+        """Number of captions m."""
+        return len(self.captions)
+
+    @property
     def sample_shape(self) -> tuple[int, int, int]:
         """``(C, H, W)``: the shape of one image."""
         return tuple(self.images.shape[1:])

@@ -32,6 +32,7 @@ import hashlib
 import io
 import os
 import tarfile
+import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from braceexpand import braceexpand
 from contrastive_seq.atomic_files import write_atomically
 
 from contrastive_seq.data.arrays import ArrayDataset, random_split
+from contrastive_seq.data.npz_rows import NpzColumn, NpzRagged, ragged_arrays
 from contrastive_seq.data.image_text import MISSING_POLICIES, ImageTextDataset, read_image
 from contrastive_seq.user_warnings import warn_at_caller
 
@@ -52,7 +54,7 @@ IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "ppm")
 #: a tar archive ends with two zero blocks of 512 bytes
 END_OF_ARCHIVE = 1024
 #: the layout of cached shard indexes (a cache of another version is rebuilt)
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 
 
 def expand_shard_list(shards: str | Sequence[str]) -> list[Path]:
@@ -132,70 +134,23 @@ def _scan_shard(path: Path) -> list[_Sample]:
     return list(samples.values())
 
 
-class _Texts:
-    """Texts held as two arrays, their UTF-8 bytes joined ``data (total,) uint8`` and where each ends
-    ``ends (n,) int64``: a million captions are two buffers, not a million Python objects, so forked
-    DataLoader workers share their pages (no reference count is ever written to them)."""
-
-    def __init__(self, data: np.ndarray, ends: np.ndarray):
-        self.data, self.ends = data, ends
-
-    @classmethod
-    def from_list(cls, texts: Sequence[str]) -> _Texts:
-        encoded = [text.encode("utf-8") for text in texts]
-        ends = np.cumsum([len(item) for item in encoded], dtype=np.int64)
-        return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), ends)
-
-    @classmethod
-    def concatenate(cls, parts: Sequence[_Texts]) -> _Texts:
-        shifts = np.cumsum([0] + [len(part.data) for part in parts[:-1]], dtype=np.int64)
-        return cls(np.concatenate([part.data for part in parts]),
-                   np.concatenate([part.ends + shift for part, shift in zip(parts, shifts)]))
-
-    def _starts(self) -> np.ndarray:
-        return np.concatenate([np.zeros(1, dtype=np.int64), self.ends[:-1]])
-
-    def __len__(self) -> int:
-        return len(self.ends)
-
-    def __getitem__(self, i: int) -> str:
-        start = int(self.ends[i - 1]) if i > 0 else 0
-        return self.data[start : int(self.ends[i])].tobytes().decode("utf-8")
-
-    def take(self, rows: np.ndarray) -> _Texts:
-        """The texts at ``rows (k,)``, in that order."""
-        starts, rows = self._starts(), np.asarray(rows, dtype=np.int64)
-        lengths = (self.ends - starts)[rows]
-        ends = np.cumsum(lengths, dtype=np.int64)
-        gather = np.repeat(starts[rows] - (ends - lengths), lengths) + np.arange(int(ends[-1]) if len(ends) else 0)
-        return _Texts(self.data[gather], ends)
-
-    def tolist(self) -> list[str]:
-        joined = self.data.tobytes()
-        return [joined[a:b].decode("utf-8") for a, b in zip(self._starts().tolist(), self.ends.tolist())]
-
-
 def index_shard(path: Path) -> dict[str, np.ndarray]:
     """The index of one shard as arrays, one row per sample in the order its first member appears.
 
-    ``offset`` / ``size`` (int64) locate the image's bytes (-1: no image);
-    ``caption_bytes`` / ``caption_ends`` and ``key_bytes`` / ``key_ends`` hold
-    the captions and keys (see :class:`_Texts`), ``has_caption`` says
-    which exist; ``label`` (int64) with ``has_label``.
+    ``location`` ``(n, 2)`` int64 holds where each image's bytes start in the
+    shard and how many there are (``-1, -1``: no image); ``caption_values`` /
+    ``caption_ends`` and ``key_values`` / ``key_ends`` the captions and keys as
+    UTF-8 bytes end to end (read a row with :class:`~contrastive_seq.data.npz_rows.NpzRagged`),
+    ``has_caption`` which exist; ``label`` (int64) with ``has_label``.
 
     Raises:
         ValueError: naming the shard (see :func:`_scan_shard`).
     """
     samples = _scan_shard(path)
-    keys = _Texts.from_list([sample.key for sample in samples])
-    captions = _Texts.from_list([sample.caption or "" for sample in samples])
     return {
-        "offset": np.array([-1 if s.image is None else s.image[0] for s in samples], dtype=np.int64),
-        "size": np.array([-1 if s.image is None else s.image[1] for s in samples], dtype=np.int64),
-        "key_bytes": keys.data,
-        "key_ends": keys.ends,
-        "caption_bytes": captions.data,
-        "caption_ends": captions.ends,
+        "location": np.array([s.image or (-1, -1) for s in samples], dtype=np.int64).reshape(len(samples), 2),
+        **ragged_arrays("key", [s.key.encode("utf-8") for s in samples], np.uint8),
+        **ragged_arrays("caption", [(s.caption or "").encode("utf-8") for s in samples], np.uint8),
         "has_caption": np.array([s.caption is not None for s in samples], dtype=bool),
         "label": np.array([0 if s.label is None else s.label for s in samples], dtype=np.int64),
         "has_label": np.array([s.label is not None for s in samples], dtype=bool),
@@ -211,37 +166,98 @@ def index_cache_path(shard: Path, index_dir: str | os.PathLike | None = None) ->
     return Path(index_dir) / f"{shard.name}.{digest}.index.npz"
 
 
-def cached_shard_index(shard: Path, index_dir: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
-    """The index of ``shard`` (:func:`index_shard`), read from its cache when the cache was written for this
-    shard's absolute path, size and modification time, else built and cached (written atomically).
-
-    A cache that is absent, stale or unreadable is rebuilt; one that cannot be
-    written (a read-only folder) gives a warning, and the index is used uncached.
-    """
-    cache = index_cache_path(shard, index_dir)
+def shard_stamp(shard: Path, version: int) -> dict[str, np.ndarray]:
+    """What a cache derived from ``shard`` is valid for: the cache layout ``version``, the shard's size and
+    modification time (``stamp``) and its absolute path (``source``)."""
     status = shard.stat()
-    stamp = np.array([INDEX_VERSION, status.st_size, status.st_mtime_ns], dtype=np.int64)
-    source = np.frombuffer(str(shard.resolve()).encode("utf-8"), dtype=np.uint8)
+    return {"stamp": np.array([version, status.st_size, status.st_mtime_ns], dtype=np.int64),
+            "source": np.frombuffer(str(shard.resolve()).encode("utf-8"), dtype=np.uint8)}
+
+
+def is_fresh(cache: Path, stamp: dict[str, np.ndarray]) -> bool:
+    """Whether ``cache`` exists, is readable and was written for ``stamp`` (:func:`shard_stamp`)."""
     try:
         with np.load(cache, allow_pickle=False) as saved:
-            if np.array_equal(saved["stamp"], stamp) and np.array_equal(saved["source"], source):
-                return {name: saved[name] for name in saved.files if name not in ("stamp", "source")}
+            return all(np.array_equal(saved[name], value) for name, value in stamp.items())
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-        pass  # no cache yet, or a damaged one: rebuilt below
-    index = index_shard(shard)
+        return False  # no cache yet, or a damaged one
+
+
+def fallback_folder() -> Path:
+    """Where caches go when the folder asked for cannot be written: a folder of the system's temporary directory."""
+    return Path(tempfile.gettempdir()) / "contrastive_seq-shard-indexes"
+
+
+def write_cache(cache: Path, arrays: dict[str, np.ndarray], fallback: Path) -> Path:
+    """``arrays`` written atomically (``np.savez``, uncompressed) at ``cache``, or, when its folder cannot
+    be written (read-only), at ``fallback`` with a warning; returns where they are."""
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(cache, lambda file: np.savez(file, stamp=stamp, source=source, **index))
+        write_atomically(cache, lambda file: np.savez(file, **arrays))
+        return cache
     except OSError as error:
         warn_at_caller(  # once per folder and caller
-            f"shard indexes cannot be cached in {cache.parent} ({error.strerror or error}); they are "
-            "rebuilt on every start (set index_dir to a writable folder)"
+            f"shard indexes cannot be cached in {cache.parent} ({error.strerror or error}); they are written to "
+            f"{fallback.parent} instead (set index_dir to a writable folder to choose where)"
         )
-    return index
+        fallback.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(fallback, lambda file: np.savez(file, **arrays))
+        return fallback
+
+
+def cached_shard_index(shard: Path, index_dir: str | os.PathLike | None = None) -> Path:
+    """The file holding the index of ``shard`` (:func:`index_shard`): its cache when that was written for
+    this shard's absolute path, size and modification time, else the index built and cached (written
+    atomically; in :func:`fallback_folder` when the folder asked for cannot be written, with a warning).
+    """
+    cache, stamp = index_cache_path(shard, index_dir), shard_stamp(shard, INDEX_VERSION)
+    fallback = index_cache_path(shard, fallback_folder())
+    for candidate in (cache, fallback):
+        if is_fresh(candidate, stamp):
+            return candidate
+    return write_cache(cache, {**stamp, **index_shard(shard)}, fallback)
+
+
+class _ShardIndex:
+    """One shard's cached index, read by rows from disk: image locations, keys and captions."""
+
+    def __init__(self, shard: Path, cache: Path):
+        self.shard, self.cache = shard, cache
+        self.location = NpzColumn(cache, "location")
+        self.keys, self.captions = NpzRagged(cache, "key"), NpzRagged(cache, "caption")
+        self._descriptor: int | None = None
+
+    def __getstate__(self) -> dict:
+        """Pickled without the open shard: the copy opens its own."""
+        return {**self.__dict__, "_descriptor": None}
+
+    def __del__(self) -> None:
+        if getattr(self, "_descriptor", None) is not None:
+            os.close(self._descriptor)
+
+    def image_bytes(self, row: int) -> bytes:
+        """The encoded image of sample ``row``, read with ``os.pread`` (forked workers share the
+        descriptor, and pread moves no shared file position)."""
+        if self._descriptor is None:
+            self._descriptor = os.open(self.shard, os.O_RDONLY)
+        offset, size = self.location.span(row, row + 1)[0].tolist()
+        return os.pread(self._descriptor, size, offset)
+
+
+def _narrow(rows: np.ndarray) -> np.ndarray:
+    """Row numbers as int32 when they fit (half the memory), else int64."""
+    return rows.astype(np.int32 if rows.size == 0 or rows.max() < 2**31 else np.int64)
 
 
 class _ShardReader:
     """Images read by index from indexed shards (see the module docstring).
+
+    What the reader holds does not grow with the number of samples: each
+    shard's index stays on disk (:class:`_ShardIndex`), and a sample is found
+    by the number of complete samples before its shard (one entry a shard).
+    Only the class labels (8 bytes a sample, when every sample has one), the
+    rows a shard keeps when ``on_missing="skip"`` dropped some of its samples,
+    and the rows of a :meth:`subset` (4 bytes each) are in memory.
 
     Args:
         shards: the shard list (see :func:`expand_shard_list`).
@@ -272,13 +288,15 @@ class _ShardReader:
             raise ValueError(f"image_size must be a positive int, got {image_size!r}")
         self.shard_paths = expand_shard_list(shards)
         self.image_size = image_size
-        shard, offset, size, keys, captions, labels, has_label = [], [], [], [], [], [], []
+        self.shard_indexes: list[_ShardIndex]  # each shard's index, read from disk
+        self.shard_indexes, self._kept, counts, labels, has_label = [], [], [], [], []
         skipped, first_skipped = 0, None
-        for number, path in enumerate(self.shard_paths):
-            index = cached_shard_index(path, index_dir)
-            shard_keys = _Texts(index["key_bytes"], index["key_ends"])
-            lacks_image = index["size"] < 0
-            lacks_caption = ~index["has_caption"] if need_caption else np.zeros_like(lacks_image)
+        for path in self.shard_paths:
+            index = _ShardIndex(path, cached_shard_index(path, index_dir))
+            with np.load(index.cache, allow_pickle=False) as saved:  # this shard's flags, not kept
+                lacks_image = saved["location"][:, 1] < 0
+                lacks_caption = ~saved["has_caption"] if need_caption else np.zeros_like(lacks_image)
+                shard_labels, shard_has_label = saved["label"], saved["has_label"]
             incomplete = np.flatnonzero(lacks_image | lacks_caption)
             if incomplete.size:
                 row = int(incomplete[0])
@@ -286,30 +304,25 @@ class _ShardReader:
                          if absent]
                 if on_missing == "error":
                     raise ValueError(
-                        f"shard {path}: sample {shard_keys[row]} has no {' and no '.join(lacks)}; "
+                        f"shard {path}: sample {index.keys.text(row)} has no {' and no '.join(lacks)}; "
                         "fix the shard or pass on_missing='skip' to drop such samples"
                     )
                 skipped += incomplete.size
-                first_skipped = first_skipped or f"{path}: {shard_keys[row]}"
+                first_skipped = first_skipped or f"{path}: {index.keys.text(row)}"
             rows = np.flatnonzero(~(lacks_image | lacks_caption))
-            shard.append(np.full(rows.size, number, dtype=np.int32))
-            offset.append(index["offset"][rows])
-            size.append(index["size"][rows])
-            keys.append(shard_keys.take(rows))
-            captions.append(_Texts(index["caption_bytes"], index["caption_ends"]).take(rows))
-            labels.append(index["label"][rows])
-            has_label.append(index["has_label"][rows])
+            self.shard_indexes.append(index)
+            self._kept.append(None if rows.size == len(lacks_image) else _narrow(rows))
+            counts.append(rows.size)
+            labels.append(shard_labels[rows])
+            has_label.append(shard_has_label[rows])
         if skipped:
             warn_at_caller(f"skipped {skipped} incomplete samples (first: {first_skipped})")
-        if not sum(part.size for part in shard):
+        if not sum(counts):
             raise ValueError(f"the shards {[str(p) for p in self.shard_paths]} hold no complete sample")
-        self._keys, self._captions = _Texts.concatenate(keys), _Texts.concatenate(captions)
-        self._shard = torch.from_numpy(np.concatenate(shard))
-        self._offset = torch.from_numpy(np.concatenate(offset))
-        self._size = torch.from_numpy(np.concatenate(size))
+        self._shard_ends = np.cumsum(counts, dtype=np.int64)  # complete samples up to and with each shard
+        self._rows: np.ndarray | None = None  # a subset's rows among all complete samples (None: all of them)
         labelled = bool(np.concatenate(has_label).all())
         self.labels, self.class_names = self._read_labels(np.concatenate(labels) if labelled else None, class_names)
-        self._files: dict[int, int] = {}  # shard number -> file descriptor, read with pread (no shared offset)
 
     def _read_labels(
         self, labels: np.ndarray | None, class_names: Sequence[str] | None
@@ -327,64 +340,65 @@ class _ShardReader:
 
     def __len__(self) -> int:
         """Number of images n."""
-        return self._offset.numel()
+        return int(self._shard_ends[-1]) if self._rows is None else self._rows.size
+
+    def locate(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where samples ``index (k,)`` (in ``[0, n)``) lie: ``(shard (k,), row in that shard's index (k,))``."""
+        index = np.asarray(index, dtype=np.int64)
+        if index.size and (index.min() < 0 or index.max() >= len(self)):
+            raise IndexError(f"sample indices from {index.min()} to {index.max()} outside [0, {len(self)})")
+        complete = index if self._rows is None else self._rows[index].astype(np.int64)
+        shard = np.searchsorted(self._shard_ends, complete, side="right")
+        row = complete - np.concatenate([[0], self._shard_ends])[shard]
+        for number in np.unique(shard).tolist():
+            if self._kept[number] is not None:
+                here = shard == number
+                row[here] = self._kept[number][row[here]]
+        return shard, row
+
+    def _texts(self, field: str) -> list[str]:
+        """Every sample's key or caption (``field``), read from the shard indexes."""
+        shard, row = self.locate(np.arange(len(self)))
+        return [getattr(self.shard_indexes[s], field).text(r) for s, r in zip(shard.tolist(), row.tolist())]
 
     @property
     def keys(self) -> list[str]:
-        """The samples' keys, in order (decoded on each access: the reader keeps them as arrays)."""
-        return self._keys.tolist()
+        """The samples' keys, in order (read from the shard indexes on each access)."""
+        return self._texts("keys")
 
     @property
     def sample_shape(self) -> tuple[int, int, int]:
         """``(3, image_size, image_size)``: the shape of one decoded image."""
         return 3, self.image_size, self.image_size
 
-    def __getstate__(self) -> dict:
-        """Pickled (and deep-copied) without open files: spawned DataLoader workers open their own."""
-        return {**self.__dict__, "_files": {}}
-
-    def __del__(self) -> None:
-        for descriptor in getattr(self, "_files", {}).values():
-            os.close(descriptor)
-
-    def _image(self, i: int) -> torch.Tensor:
-        """Image ``i`` as ``(3, image_size, image_size)`` uint8.
-
-        Read with ``os.pread`` at the image's offset: forked DataLoader workers
-        share the parent's file descriptors, and pread moves no shared file position.
-        """
-        shard = int(self._shard[i])
-        descriptor = self._files.get(shard)
-        if descriptor is None:
-            descriptor = self._files[shard] = os.open(self.shard_paths[shard], os.O_RDONLY)
-        data = os.pread(descriptor, int(self._size[i]), int(self._offset[i]))
+    def _image(self, shard: int, row: int) -> torch.Tensor:
+        """The image of sample ``row`` of shard ``shard`` as ``(3, image_size, image_size)`` uint8."""
+        index = self.shard_indexes[shard]
         try:
-            return read_image(io.BytesIO(data), self.image_size)
+            return read_image(io.BytesIO(index.image_bytes(row)), self.image_size)
         except OSError as error:
-            raise ValueError(f"shard {self.shard_paths[shard]}: the image of sample {self._keys[i]} cannot be decoded: {error}") from error
+            raise ValueError(f"shard {index.shard}: the image of sample {index.keys.text(row)} cannot be decoded: "
+                             f"{error}") from error
 
     def __getitem__(self, index: torch.Tensor | slice) -> torch.Tensor:
         """Images at ``index`` (any shape, or a slice), float32 in [0, 1]: ``index.shape + (3, image_size, image_size)``."""
         if isinstance(index, slice):
             index = torch.arange(len(self))[index]
         index = torch.as_tensor(index)
-        flat = index.reshape(-1).tolist()
         size = self.image_size
-        if not flat:
+        if not index.numel():
             return torch.empty(*index.shape, 3, size, size)
-        images = torch.stack([self._image(i) for i in flat])
+        shard, row = self.locate(index.reshape(-1).numpy())
+        images = torch.stack([self._image(s, r) for s, r in zip(shard.tolist(), row.tolist())])
         return images.reshape(*index.shape, 3, size, size).float() / 255
 
-
-    def _rows(self, image_index: torch.Tensor) -> _ShardReader:
-        """A copy holding the samples at ``image_index (k,)`` only, in that order (nothing is re-read)."""
-        image_index = torch.as_tensor(image_index).long()
+    def _subset_rows(self, image_index: torch.Tensor) -> _ShardReader:
+        """A copy holding the samples at ``image_index (k,)`` only, in that order (nothing is read)."""
+        image_index = torch.as_tensor(image_index).long().numpy()
         part = copy.copy(self)
-        part._files = {}
-        rows = image_index.numpy()
-        part._keys, part._captions = self._keys.take(rows), self._captions.take(rows)
-        part._shard, part._offset, part._size = self._shard[image_index], self._offset[image_index], self._size[image_index]
-        part.labels = None if self.labels is None else self.labels[image_index]
+        rows = image_index if self._rows is None else self._rows[image_index]
+        part._rows = _narrow(np.asarray(rows, dtype=np.int64))
+        part.labels = None if self.labels is None else self.labels[torch.from_numpy(image_index)]
         return part
 
 
@@ -409,22 +423,34 @@ class ShardedImageText(_ShardReader):
         index_dir: str | os.PathLike | None = None,
     ):
         super().__init__(shards, image_size, True, on_missing, class_names, index_dir)
-        self._caption_fields()
 
-    def _caption_fields(self) -> None:
-        self.caption_image = torch.arange(len(self))
-        self.groups = None
+    #: one caption per image: caption i describes image i
+    groups = None
+
+    @property
+    def num_captions(self) -> int:
+        """Number of captions: one per image."""
+        return len(self)
+
+    @property
+    def caption_image(self) -> torch.Tensor:
+        """``(n,)`` the image each caption describes: ``arange(n)`` (made on each access, not held)."""
+        return torch.arange(len(self))
 
     @property
     def captions(self) -> list[str]:
-        """The n captions, caption i of image i (decoded on each access: tokenise them once)."""
-        return self._captions.tolist()
+        """The n captions, caption i of image i (read from the shard indexes on each access: their
+        token ids are cached per shard and read by batch, see :mod:`contrastive_seq.data.shard_tokens`)."""
+        return self._texts("captions")
+
+    def caption(self, i: int) -> str:
+        """Caption ``i`` (read from its shard's index)."""
+        (shard,), (row,) = self.locate(np.array([i]))
+        return self.shard_indexes[shard].captions.text(int(row))
 
     def subset(self, image_index: torch.Tensor) -> ShardedImageText:
         """The pairs at ``image_index (k,)`` (distinct), re-indexed; reads nothing."""
-        part = self._rows(image_index)
-        part._caption_fields()
-        return part
+        return self._subset_rows(image_index)
 
     #: a seeded random split into about ``(1 - fraction, fraction)`` of the pairs (the in-memory dataset's split)
     split = ImageTextDataset.split
@@ -452,7 +478,7 @@ class ShardedImages(_ShardReader):
 
     def subset(self, image_index: torch.Tensor) -> ShardedImages:
         """The images at ``image_index (k,)``, re-indexed; reads nothing."""
-        return self._rows(image_index)
+        return self._subset_rows(image_index)
 
     def split(self, fraction: float, seed: int = 0) -> tuple[ShardedImages, ShardedImages]:
         """A seeded random split into ``(1 - fraction, fraction)`` parts, as :meth:`ArrayDataset.split`."""

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from contrastive_seq.methods.base import Method
     from contrastive_seq.methods.clip import CLIP
     from contrastive_seq.data.caption_tokens import CaptionTokens
+    from contrastive_seq.data.shard_tokens import ShardTokens
     from contrastive_seq.models.clip_towers import ImageTower, TextTower
     from contrastive_seq.sampling.base import Sampler
     from contrastive_seq.views.base import Views
@@ -195,9 +196,9 @@ class ImageTextViewsConfig(ViewsConfig):
     def build(self, config: ExperimentConfig, train: Any, method: Method) -> Views:
         from torchvision.transforms import v2
 
-        from contrastive_seq.views.image_text import ImageTextViews, tokenize_captions
+        from contrastive_seq.views.image_text import ImageTextViews, caption_tokens_of
 
-        tokens = tokenize_captions(train.captions, method.text_tower.tokenizer, self.long_captions)
+        tokens = caption_tokens_of(train, method.text_tower.tokenizer, self.long_captions)
         transform = None
         if self.crop_scale is not None:
             transform = v2.RandomResizedCrop(train.sample_shape[-1], scale=self.crop_scale, antialias=True)
@@ -404,7 +405,7 @@ class ZeroShotEvaluation(EvaluationConfig):
     def evaluator(self, experiment: Experiment) -> Evaluator:
         from contrastive_seq import distributed
         from contrastive_seq.evaluation.zero_shot import caption_relevance
-        from contrastive_seq.views.image_text import tokenize_captions
+        from contrastive_seq.views.image_text import caption_tokens_of
 
         config, test = experiment.config, experiment.data.test
         require_section(config, "method", CLIPMethodConfig, needed_by="evaluation 'zero_shot'")
@@ -412,7 +413,7 @@ class ZeroShotEvaluation(EvaluationConfig):
             raise ConfigError("data.relevance='class' needs a dataset with labels")
         if test.labels is None and distributed.rank() == 0:
             print("evaluation 'zero_shot': the held-out images have no class labels, so only retrieval is measured")
-        tokens = tokenize_captions(test.captions, experiment.method.text_tower.tokenizer, config.views.long_captions)
+        tokens = caption_tokens_of(test, experiment.method.text_tower.tokenizer, config.views.long_captions)
         labels = test.labels if config.data.relevance == "class" else None
         relevant = caption_relevance(test.caption_image, len(test), labels)
         return ZeroShotEvaluator(test, tokens, relevant, tuple(config.data.templates))
@@ -424,7 +425,7 @@ class ZeroShotEvaluator(Evaluator):
 
     across_ranks = True
 
-    def __init__(self, test: ImageTextDataset, tokens: CaptionTokens, relevant: torch.Tensor, templates: tuple[str, ...]):
+    def __init__(self, test: ImageTextDataset, tokens: CaptionTokens | ShardTokens, relevant: torch.Tensor, templates: tuple[str, ...]):
         self.test, self.tokens, self.relevant, self.templates = test, tokens, relevant, templates
 
     def during_training(self, method: Method) -> dict[str, float]:

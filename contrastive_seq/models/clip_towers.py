@@ -24,6 +24,8 @@ once per step).
 from __future__ import annotations
 
 import abc
+import hashlib
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -65,6 +67,11 @@ class CaptionTokenizer(abc.ABC):
         """Each text's token ids, special tokens included, truncated to ``context_length`` as the
         tower's own tokenizer truncates, and the number of tokens each needed before truncation."""
 
+    @abc.abstractmethod
+    def fingerprint(self) -> str:
+        """A hex digest that changes whenever this tokenizer would give other ids (its kind, vocabulary,
+        rules or context length): tokens cached on disk are keyed by it."""
+
     def __call__(self, texts: Sequence[str]) -> torch.Tensor:
         """Token ids ``(len(texts), context_length)`` int64, padded, and truncated where too long."""
         ids, _ = self.encode(texts)
@@ -92,6 +99,12 @@ class OpenCLIPTokenizer(CaptionTokenizer):
             len(ids) for ids in full
         ]
 
+    def fingerprint(self) -> str:
+        """open_clip's version, its byte-pair vocabulary file and the context length, hashed."""
+        vocabulary = Path(open_clip.tokenizer.default_bpe()).read_bytes()
+        described = f"open_clip {open_clip.__version__} SimpleTokenizer context_length={self.context_length}"
+        return hashlib.sha256(described.encode() + vocabulary).hexdigest()
+
 
 class HFTokenizer(CaptionTokenizer):
     """A Hugging Face tokenizer read from a local directory; padding uses its ``pad_token_id``.
@@ -117,6 +130,19 @@ class HFTokenizer(CaptionTokenizer):
             for i, row in zip(too_long, cut):
                 ids[i] = row
         return ids, lengths
+
+    def fingerprint(self) -> str:
+        """The tokenizer's class, the context length and its whole definition hashed: a fast tokenizer's
+        ``tokenizer.json`` (normaliser, pre-tokeniser, model, special tokens), else its vocabulary and
+        special tokens."""
+        backend = getattr(self._tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            definition = backend.to_str()
+        else:
+            definition = json.dumps([sorted(self._tokenizer.get_vocab().items()), self._tokenizer.special_tokens_map],
+                                    default=str)
+        described = f"{type(self._tokenizer).__name__} context_length={self.context_length} {definition}"
+        return hashlib.sha256(described.encode()).hexdigest()
 
 
 class Tower(nn.Module):

@@ -21,7 +21,10 @@ class PairedSampler(Sampler):
             (:attr:`ImageTextDataset.caption_image`).
         num_images: number of images n; every image needs at least one caption.
 
-    Setup sorts the captions by image once (O(m log m)); a draw costs O(batch log batch).
+    Setup sorts the captions by image once (O(m log m)) and keeps three ``(n,)``
+    tables; when caption i describes image i (one caption per image, as in
+    shards), it keeps none (a 10⁶-pair set saves 24 MB) and a draw's captions are
+    its images. A draw costs O(batch log batch).
     """
 
     def __init__(self, caption_image: torch.Tensor, num_images: int):
@@ -37,14 +40,18 @@ class PairedSampler(Sampler):
         if (counts == 0).any():
             raise ValueError(f"every image needs a caption; image {int((counts == 0).nonzero()[0])} has none")
         self.num_items = num_images
-        self.caption_image = caption_image
         self._images = AugmentationSampler(num_images)
-        self._order = torch.argsort(caption_image, stable=True)
-        self._count = counts
-        self._start = torch.cumsum(counts, 0) - counts
+        self._one_to_one = caption_image.numel() == num_images and bool((caption_image == torch.arange(num_images)).all())
+        if not self._one_to_one:
+            self._order = torch.argsort(caption_image, stable=True)
+            self._count = counts
+            self._start = torch.cumsum(counts, 0) - counts
 
     def draw(self, batch_size: int, generator: torch.Generator) -> PairIndex:  # noqa: D102
         reference = self._images.draw(batch_size, generator).reference
-        offset = (torch.rand(batch_size, generator=generator) * self._count[reference]).long()
-        caption = self._order[self._start[reference] + offset]
+        uniform = torch.rand(batch_size, generator=generator)  # drawn in both cases: one stream of batches
+        if self._one_to_one:
+            caption = reference
+        else:
+            caption = self._order[self._start[reference] + (uniform * self._count[reference]).long()]
         return PairIndex(reference=reference, positive=caption.unsqueeze(1))

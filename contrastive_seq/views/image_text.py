@@ -6,17 +6,21 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from contrastive_seq.data.caption_tokens import CaptionTokens
+from contrastive_seq.data.caption_tokens import (
+    TOKENIZE_CHUNK,
+    CaptionTokens,
+    check_long_caption_policy,
+    report_long_captions,
+)
+from contrastive_seq.data.shard_tokens import ShardTokens, shard_tokens
+from contrastive_seq.data.shards import ShardedImageText
 from contrastive_seq.models.clip_towers import CaptionTokenizer
 from contrastive_seq.sampling.base import PairIndex
-from contrastive_seq.user_warnings import warn_at_caller
 from contrastive_seq.views.base import Views, augment_views
 
-LONG_CAPTION_POLICIES = ("warn", "error")
-
-
-#: captions tokenised at a time: bounds the Python lists alive while a large set is packed
-TOKENIZE_CHUNK = 10_000
+def _check_tokenizer(tokenizer: object) -> None:
+    if not isinstance(tokenizer, CaptionTokenizer):
+        raise TypeError(f"tokenizer must be a CaptionTokenizer, got {type(tokenizer).__name__}")
 
 
 def tokenize_captions(captions: Sequence[str], tokenizer: CaptionTokenizer, long_captions: str = "warn") -> CaptionTokens:
@@ -28,10 +32,8 @@ def tokenize_captions(captions: Sequence[str], tokenizer: CaptionTokenizer, long
     counting such captions (``long_captions="warn"``), or refused with a
     ``ValueError`` naming the first one and its length (``long_captions="error"``).
     """
-    if long_captions not in LONG_CAPTION_POLICIES:
-        raise ValueError(f"long_captions must be one of {LONG_CAPTION_POLICIES}, got {long_captions!r}")
-    if not isinstance(tokenizer, CaptionTokenizer):
-        raise TypeError(f"tokenizer must be a CaptionTokenizer, got {type(tokenizer).__name__}")
+    check_long_caption_policy(long_captions)
+    _check_tokenizer(tokenizer)
     if len(captions) == 0:
         raise ValueError("captions is empty: there is nothing to tokenise")
     parts, too_long, first = [], 0, None
@@ -40,17 +42,20 @@ def tokenize_captions(captions: Sequence[str], tokenizer: CaptionTokenizer, long
         parts.append(CaptionTokens.from_ids(ids, tokenizer.context_length, tokenizer.pad_token_id))
         long_here = [(start + i, n) for i, n in enumerate(lengths) if n > tokenizer.context_length]
         too_long += len(long_here)
-        first = first or (long_here[0] if long_here else None)
-    if first is not None:
-        index, length = first
-        message = (
-            f"{too_long} of {len(captions)} captions are longer than the context length "
-            f"{tokenizer.context_length} tokens (first: caption {index}, {length} tokens: {captions[index][:80]!r})"
-        )
-        if long_captions == "error":
-            raise ValueError(message + "; shorten them, raise the context length, or pass long_captions='warn' to truncate")
-        warn_at_caller(message + "; they are truncated")
+        first = first or (long_here[0] + (captions[long_here[0][0]],) if long_here else None)
+    report_long_captions(too_long, len(captions), first, tokenizer.context_length, long_captions)
     return CaptionTokens.concatenate(parts)
+
+
+def caption_tokens_of(dataset: object, tokenizer: CaptionTokenizer, long_captions: str = "warn") -> CaptionTokens | ShardTokens:
+    """The token ids of ``dataset``'s captions (``tokens[rows]`` is ``(k, context_length)`` int64), checked
+    before training as :func:`tokenize_captions` checks them: a sharded dataset's
+    (:class:`~contrastive_seq.data.shards.ShardedImageText`) cached on disk per shard and read by batch
+    (:func:`~contrastive_seq.data.shard_tokens.shard_tokens`), any other's tokenised into memory."""
+    if isinstance(dataset, ShardedImageText):
+        _check_tokenizer(tokenizer)
+        return shard_tokens(dataset, tokenizer, long_captions)
+    return tokenize_captions(dataset.captions, tokenizer, long_captions)
 
 
 class ImageTextViews(Views):
@@ -74,19 +79,19 @@ class ImageTextViews(Views):
         image_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ):
         dense = isinstance(caption_tokens, torch.Tensor) and caption_tokens.dim() == 2 and caption_tokens.dtype == torch.long
-        if not (dense or isinstance(caption_tokens, CaptionTokens)):
+        if not (dense or isinstance(caption_tokens, (CaptionTokens, ShardTokens))):
             raise ValueError(
-                f"caption_tokens must be a CaptionTokens table (tokenize_captions) or an int64 tensor of shape "
+                f"caption_tokens must be a CaptionTokens or ShardTokens table (caption_tokens_of) or an int64 tensor of shape "
                 f"(captions, context_length), got {getattr(caption_tokens, 'shape', type(caption_tokens).__name__)}"
             )
         self.caption_tokens = caption_tokens
         self.image_transform = image_transform
 
     def __call__(self, dataset: object, pairs: PairIndex, generator: torch.Generator) -> dict[str, torch.Tensor]:  # noqa: D102
-        caption_image = getattr(dataset, "caption_image", None)  # (m,): one entry per caption, never decoded here
-        if caption_image is not None and len(caption_image) != self.caption_tokens.shape[0]:
+        num_captions = getattr(dataset, "num_captions", None)  # counted, never decoded here
+        if num_captions is not None and num_captions != self.caption_tokens.shape[0]:
             raise ValueError(
-                f"caption_tokens has {self.caption_tokens.shape[0]} rows but the dataset has {len(caption_image)} captions"
+                f"caption_tokens has {self.caption_tokens.shape[0]} rows but the dataset has {num_captions} captions"
             )
         images = dataset[pairs.reference]
         if self.image_transform is not None:
