@@ -14,14 +14,16 @@ size, workers and augmentation (a random resized crop, scale 0.9-1):
   sample shuffle buffer, PIL decoding, its train transform and tokenizer).
 
 Reported per loader: pairs per second over ``--steps`` batches after 20
-warm-up batches (loading + decoding + augmenting; no model), and the memory
-of the loader's processes at batch 100 and at the end: resident (``Rss``
+warm-up batches (loading + decoding + augmenting; no model), and the peak memory
+of the loader's processes over batches 0-100 and over batches 100 to the end
+(sampled every 0.2 s): resident (``Rss``
 summed over main + workers, so pages the forked workers share with the main
 process count once per process), proportional (``Pss`` summed: a shared
-page counts once in all) and the workers' private memory (copied on write,
-or their own). Our index time (read from the cached shard indexes after the
-first run, tokenising every caption once) and the memory it holds are reported too, with the
-bytes a pair the packed caption tokens take. Both loaders tokenise with a context of 16 tokens.
+page counts once in all), the main process's own ``Pss`` (where the dataset
+is built) and the workers' private memory (copied on write, or their own). Our index time (read from the cached shard indexes after the
+first run) and token time (each shard's captions tokenised once into a cache beside its index, read
+from it after the first run), the memory they leave held, and the bytes a pair the token caches take
+on disk are reported too. Both loaders tokenise with a context of 16 tokens.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import argparse
 import io
 import json
 import os
+import threading
 import time
 from argparse import Namespace
 from pathlib import Path
@@ -40,11 +43,11 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from contrastive_seq.data.shards import ShardedImageText
-from contrastive_seq.memory import release_freed_memory
+from contrastive_seq.memory import workers_share_memory
 from contrastive_seq.models.clip_towers import OpenCLIPTokenizer
 from contrastive_seq.sampling.paired import PairedSampler
 from contrastive_seq.training.batches import SampledBatches
-from contrastive_seq.views.image_text import ImageTextViews, tokenize_captions
+from contrastive_seq.views.image_text import ImageTextViews, caption_tokens_of
 
 PER_SHARD = 10_000
 WORDS = ["red", "green", "blue", "small", "large", "square", "circle", "bright", "dark", "photo"]
@@ -110,36 +113,52 @@ def workers_private_mib() -> float:
 
 
 def measure(batches: object, batch_size: int, steps: int) -> dict[str, float]:
-    """Pairs per second over ``steps`` batches after 20, and loader memory at batch 100 and at the end."""
+    """Pairs per second over ``steps`` batches after 20, and the loader's peak memory over batches 0-100
+    and 100-``steps`` (sampled every 0.2 s by a thread, so the loop is not held up while it reads)."""
     iterator = iter(batches)
     for _ in range(20):
         next(iterator)
+    done, samples = [0], []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.2):
+            main_pss = _memory_kib(os.getpid(), ("Pss",)) / 1024
+            samples.append((done[0], loader_rss_mib(), loader_pss_mib(), workers_private_mib(), main_pss))
+
+    watcher = threading.Thread(target=sample, daemon=True)
     start = time.perf_counter()
-    at_100 = {}
+    watcher.start()
     for step in range(steps):
         next(iterator)
-        if step == 100:
-            at_100 = {"rss_mib_at_100": loader_rss_mib(), "pss_mib_at_100": loader_pss_mib(),
-                      "workers_private_mib_at_100": workers_private_mib()}
+        done[0] = step + 1
     seconds = time.perf_counter() - start
-    return {"pairs_per_s": steps * batch_size / seconds, **at_100, "rss_mib_end": loader_rss_mib(),
-            "pss_mib_end": loader_pss_mib(), "workers_private_mib_end": workers_private_mib()}
+    stop.set()
+    watcher.join()
+    figures = {"pairs_per_s": steps * batch_size / seconds, "memory_samples": len(samples)}
+    for part, rows in (("to_100", [row for row in samples if row[0] <= 100]),
+                       ("after_100", [row for row in samples if row[0] > 100])):
+        for column, name in ((1, "rss"), (2, "pss"), (3, "workers_private"), (4, "main_pss")):
+            figures[f"peak_{name}_mib_{part}"] = max((row[column] for row in rows), default=float("nan"))
+    return figures
 
 
 def ours(pattern: str, args: Namespace) -> dict[str, float]:
     start = time.perf_counter()
     rss_before = loader_rss_mib()
     data = ShardedImageText(pattern, image_size=args.image_size)
-    tokens = tokenize_captions(data.captions, OpenCLIPTokenizer(context_length=16))
-    index = {"index_s": time.perf_counter() - start, "index_mib": loader_rss_mib() - rss_before,
-             "token_bytes_per_pair": tokens.nbytes / len(data)}
+    indexed = time.perf_counter()
+    tokens = caption_tokens_of(data, OpenCLIPTokenizer(context_length=16))
+    token_files = [path.stat().st_size for path in Path(pattern).parent.glob("*.tokens-*.npz")]
+    index = {"index_s": indexed - start, "tokens_s": time.perf_counter() - indexed,
+             "index_mib": loader_rss_mib() - rss_before, "token_cache_bytes_per_pair": sum(token_files) / len(data)}
     crop = v2.RandomResizedCrop(args.image_size, scale=(0.9, 1.0), antialias=True)
     views = ImageTextViews(tokens, image_transform=crop)
     steps = args.steps + 20
     batches = SampledBatches(data, PairedSampler(data.caption_image, len(data)), views, args.batch_size, steps)
-    release_freed_memory()  # as the Trainer does before its workers fork
     loader = DataLoader(batches, batch_size=None, sampler=range(steps), num_workers=args.workers)
-    return {**index, **measure(loader, args.batch_size, args.steps)}
+    with workers_share_memory():  # as the Trainer's fit does (open_clip's loader, measured next, runs as it would)
+        return {**index, **measure(loader, args.batch_size, args.steps)}
 
 
 def index_figures(pattern: str, image_size: int) -> dict[str, float]:

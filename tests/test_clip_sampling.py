@@ -60,3 +60,21 @@ def test_same_seed_same_draw_and_batch_larger_than_images_fails():
 def test_bad_input_names_the_problem(caption_image, num_images, match):
     with pytest.raises(ValueError, match=match):
         PairedSampler(caption_image, num_images)
+
+
+def test_one_caption_per_image_keeps_no_tables_and_draws_the_batches_of_the_general_path():
+    """caption i of image i: the sampler holds no (n,) table, each caption is its image, and a draw
+    consumes the generator as the general path does (the same stream of batches as a set whose
+    captions are the same images in another order)."""
+    n = 50
+    one_to_one = PairedSampler(torch.arange(n), n)
+    shuffled_order = torch.randperm(n, generator=gen(5))  # caption j describes image shuffled_order[j]
+    general = PairedSampler(shuffled_order, n)
+    assert not any(isinstance(value, torch.Tensor) for value in vars(one_to_one).values())
+    first, second = gen(2), gen(2)
+    for _ in range(20):
+        pairs, other = one_to_one.sample(16, first), general.sample(16, second)
+        assert torch.equal(pairs.positive[:, 0], pairs.reference)
+        assert torch.equal(pairs.reference, other.reference)
+        assert torch.equal(shuffled_order[other.positive[:, 0]], other.reference)
+    assert torch.equal(first.get_state(), second.get_state())

@@ -23,7 +23,7 @@ from contrastive_seq.methods.clip import CLIP  # noqa: E402
 from contrastive_seq.models.clip_towers import open_clip_towers  # noqa: E402
 from contrastive_seq.sampling.paired import PairedSampler  # noqa: E402
 from contrastive_seq.training import Trainer, TrainerConfig  # noqa: E402
-from contrastive_seq.views.image_text import ImageTextViews, tokenize_captions  # noqa: E402
+from contrastive_seq.views.image_text import ImageTextViews, caption_tokens_of  # noqa: E402
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 210)}
 NUM_PAIRS = 14
@@ -95,7 +95,7 @@ def clip_trainer(dataset, output_dir, num_workers):
     torch.manual_seed(0)
     image, text = open_clip_towers(None, 16, {"image_size": 8, "patch_size": 4, "width": 32, "layers": 1, "head_width": 16},
                                    {"context_length": 12, "width": 32, "heads": 2, "layers": 1})
-    views = ImageTextViews(tokenize_captions(dataset.captions, text.tokenizer))
+    views = ImageTextViews(caption_tokens_of(dataset, text.tokenizer))  # read from the shard caches by batch
     config = TrainerConfig(max_steps=6, batch_size=4, lr=1e-3, checkpoint_every=3, output_dir=output_dir,
                            progress=False, device="cpu", num_workers=num_workers, seed=3)
     return Trainer(CLIP(image, text, CLIPLoss()), config, dataset, PairedSampler(dataset.caption_image, len(dataset)),

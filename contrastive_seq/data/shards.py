@@ -9,15 +9,18 @@ written as open_clip accepts them: brace patterns
 
 Unlike a streaming WebDataset pipeline, the shards are indexed once when the
 dataset is built (the tar headers: where each image's bytes start and how many
-there are; captions and classes are small and kept in memory), and an image is
-then read by its index: one seek and one read. Each shard's index is cached
-(``<shard>.index.npz`` beside it, or in ``index_dir``) for its path, size and
-modification time, so a restart reads it instead of the shard; a changed shard
-is indexed again. The datasets therefore expose
-the interface of the in-memory ones (``dataset[index]`` for any index tensor,
-``captions``, ``caption_image``, ``labels``), so the samplers, views and the
-Trainer's (seed, step) batch recipe, exact mid-epoch resume and any number of
-DataLoader workers and ranks work on them unchanged.
+there are, each sample's key, caption and class), and an image is then read by
+its index: one read of its location in the index, one of its bytes. Each
+shard's index is cached (``<shard>.index.npz`` beside it, or in ``index_dir``)
+for its path, size and modification time, so a restart reads it instead of the
+shard; a changed shard is indexed again. The index stays on disk and is read
+by rows (:mod:`contrastive_seq.data.npz_rows`), as are the captions' token ids
+(:mod:`contrastive_seq.data.shard_tokens`): what a dataset holds in memory does
+not grow with the number of samples (the class labels aside, 8 bytes a sample).
+The datasets expose the interface of the in-memory ones (``dataset[index]``
+for any index tensor, ``captions``, ``caption_image``, ``labels``), so the
+samplers, views and the Trainer's (seed, step) batch recipe, exact mid-epoch
+resume and any number of DataLoader workers and ranks work on them unchanged.
 
 Bad input is found while indexing, before any training: a shard list that
 matches no file, a truncated or unreadable tar, a sample without its image or

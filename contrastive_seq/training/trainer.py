@@ -21,6 +21,7 @@ degenerate-run warnings (:mod:`~contrastive_seq.training.monitor`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
@@ -37,7 +38,7 @@ from torch.utils.data import DataLoader
 from contrastive_seq import distributed
 from contrastive_seq.atomic_files import check_output_dir
 from contrastive_seq.losses.output import LossOutput
-from contrastive_seq.memory import release_freed_memory
+from contrastive_seq.memory import workers_share_memory
 from contrastive_seq.methods.base import Method
 from contrastive_seq.sampling.base import PairIndex, Sampler
 from contrastive_seq.seeding import derive_seed, forked_random_state, seed_everything
@@ -285,21 +286,23 @@ class Trainer:
         progress = self._progress(start)
         watch = RunWatch(self.method, start, config.warmup_steps, config.max_steps, config.log_every, self.rank == 0)
         self.module.train()
-        try:
-            for step, batch in enumerate(self._loader(start), start=start):
-                lr = self.optimizer.param_groups[0]["lr"]
-                scalars = self._watched_step(step, batch, watch)
-                self.step = step + 1
-                record = self._record(scalars, lr, progress)
-                self._evaluate_log_and_save(record, progress)
-                if self.step == config.max_steps:
-                    final = flatten(record)
-        except RuntimeError as exc:
-            if self.world_size > 1 and distributed.is_collective_failure(exc):
-                raise distributed.peer_failure(exc, self._store, config.collective_timeout) from exc
-            raise
-        finally:
-            progress.close()
+        # forked workers share this process's memory instead of copying it (memory.workers_share_memory)
+        with workers_share_memory() if config.num_workers else contextlib.nullcontext():
+            try:
+                for step, batch in enumerate(self._loader(start), start=start):
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    scalars = self._watched_step(step, batch, watch)
+                    self.step = step + 1
+                    record = self._record(scalars, lr, progress)
+                    self._evaluate_log_and_save(record, progress)
+                    if self.step == config.max_steps:
+                        final = flatten(record)
+            except RuntimeError as exc:
+                if self.world_size > 1 and distributed.is_collective_failure(exc):
+                    raise distributed.peer_failure(exc, self._store, config.collective_timeout) from exc
+                raise
+            finally:
+                progress.close()
         distributed.broadcast_buffers(self.method)  # every rank leaves with the checkpoint's model
         return final
 
@@ -329,8 +332,6 @@ class Trainer:
 
     def _loader(self, start: int) -> DataLoader:
         """The batches of steps ``start`` to ``max_steps - 1``, built by ``num_workers`` processes (or this one)."""
-        if self.config.num_workers:
-            release_freed_memory()  # what building the data freed is not held by every forked worker
         return DataLoader(
             self.batches,
             batch_size=None,
