@@ -3,6 +3,7 @@ the cached shard tokens equal the in-memory table (whole set, a split, skipped s
 once per tokenizer, and what a dataset, its sampler and its tokens hold does not grow with the set."""
 
 import io
+import os
 import pickle
 import tarfile
 
@@ -12,7 +13,8 @@ import torch
 from PIL import Image
 from transformers import BertTokenizerFast
 
-from contrastive_seq.data.npz_rows import NpzColumn, NpzRagged, ragged_arrays
+from contrastive_seq.data import npz_rows
+from contrastive_seq.data.npz_rows import NpzColumn, NpzRagged, ragged_arrays, read_at
 from contrastive_seq.data.shards import ShardedImageText
 from contrastive_seq.models.clip_towers import HFTokenizer, OpenCLIPTokenizer
 from contrastive_seq.sampling.paired import PairedSampler
@@ -65,6 +67,23 @@ def test_npz_columns_read_the_rows_numpy_reads_and_refuse_what_they_cannot(tmp_p
     (tmp_path / "a.npz").write_bytes((tmp_path / "a.npz").read_bytes()[:200])  # cut while in use
     with pytest.raises(ValueError, match="ends early"):
         column.span(0, 7)
+
+
+def test_at_most_max_open_files_stay_open_and_reads_stay_right(tmp_path, monkeypatch):
+    """Three files read in turn with room for two open: each read still gives its file's bytes, the
+    least recently read file is the one closed, and no more than two descriptors are ever held."""
+    monkeypatch.setattr(npz_rows, "MAX_OPEN_FILES", 2)
+    monkeypatch.setattr(npz_rows, "_open_files", type(npz_rows._open_files)())
+    files = []
+    for k in range(3):
+        files.append(tmp_path / f"f{k}")
+        files[-1].write_bytes(bytes([k]) * 10 + b"end")
+    for k in [0, 1, 2, 0, 2, 1, 1, 0]:
+        assert read_at(files[k], 4, 9) == bytes([k]) + b"end"
+        assert len(npz_rows._open_files) <= 2
+    assert list(npz_rows._open_files) == [files[1], files[0]]  # 2 was read least recently
+    for descriptor in npz_rows._open_files.values():
+        os.close(descriptor)
 
 
 def test_cached_shard_tokens_equal_the_in_memory_table_and_are_tokenised_once(tmp_path, monkeypatch):

@@ -11,22 +11,46 @@ cache, shared by every process and given back when memory runs short.
 
 ``np.savez`` stores each array uncompressed as a ``.npy`` member of a zip
 archive: :class:`NpzColumn` finds where a member's data start and reads rows at
-``start + row * row_bytes``. The file is opened on first read; a process
-forked after that shares the descriptor (``pread`` moves no shared position),
-a pickled copy (a spawned worker) opens its own.
+``start + row * row_bytes``. Files are opened on first read and kept open,
+at most :data:`MAX_OPEN_FILES` at a time per process (the least recently read
+closed first: 10⁴ shards with their index and token files would otherwise
+pass the usual limit of open files); a process forked after that shares the
+descriptors (``pread`` moves no shared position), a pickled copy (a spawned
+worker) opens its own.
 """
 
 from __future__ import annotations
 
 import os
 import struct
+import threading
 import zipfile
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
 #: a zip local file header: 30 bytes, then the member's name and an extra field
 LOCAL_HEADER = struct.Struct("<4s22xHH")
+#: files kept open at once by :func:`read_at` in one process
+MAX_OPEN_FILES = 256
+
+_open_files: OrderedDict[Path, int] = OrderedDict()  # path -> descriptor, least recently read first
+_open_files_lock = threading.Lock()
+os.register_at_fork(after_in_child=lambda: globals().update(_open_files_lock=threading.Lock()))
+
+
+def read_at(path: Path, size: int, offset: int) -> bytes:
+    """``size`` bytes of file ``path`` from ``offset`` (fewer at its end), read with ``os.pread``
+    through a descriptor kept open for the next read (see the module docstring)."""
+    with _open_files_lock:  # a descriptor is never closed by one thread while another reads through it
+        descriptor = _open_files.pop(path, None)
+        if descriptor is None:
+            if len(_open_files) >= MAX_OPEN_FILES:
+                os.close(_open_files.popitem(last=False)[1])
+            descriptor = os.open(path, os.O_RDONLY)
+        _open_files[path] = descriptor
+        return os.pread(descriptor, size, offset)
 
 
 class NpzColumn:
@@ -64,24 +88,13 @@ class NpzColumn:
             raise ValueError(f"{self.path}: array {name!r} must be C-ordered plain numbers to be read by rows")
         self.shape, self.dtype = tuple(shape), dtype
         self._row_bytes = dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64))
-        self._descriptor: int | None = None
 
     def __len__(self) -> int:
         return self.shape[0]
 
-    def __getstate__(self) -> dict:
-        """Pickled without the open file: the copy opens its own."""
-        return {**self.__dict__, "_descriptor": None}
-
-    def __del__(self) -> None:
-        if getattr(self, "_descriptor", None) is not None:
-            os.close(self._descriptor)
-
     def _read(self, start: int, stop: int) -> np.ndarray:
-        if self._descriptor is None:
-            self._descriptor = os.open(self.path, os.O_RDONLY)
         size = (stop - start) * self._row_bytes
-        data = os.pread(self._descriptor, size, self._data_start + start * self._row_bytes)
+        data = read_at(self.path, size, self._data_start + start * self._row_bytes)
         if len(data) != size:
             raise ValueError(f"{self.path}: array {self.name!r} ends early (the file was cut or changed while in use)")
         return np.frombuffer(data, dtype=self.dtype).reshape(stop - start, *self.shape[1:])

@@ -48,7 +48,7 @@ from braceexpand import braceexpand
 from contrastive_seq.atomic_files import write_atomically
 
 from contrastive_seq.data.arrays import ArrayDataset, random_split
-from contrastive_seq.data.npz_rows import NpzColumn, NpzRagged, ragged_arrays
+from contrastive_seq.data.npz_rows import NpzColumn, NpzRagged, ragged_arrays, read_at
 from contrastive_seq.data.image_text import MISSING_POLICIES, ImageTextDataset, read_image
 from contrastive_seq.user_warnings import warn_at_caller
 
@@ -228,23 +228,11 @@ class _ShardIndex:
         self.shard, self.cache = shard, cache
         self.location = NpzColumn(cache, "location")
         self.keys, self.captions = NpzRagged(cache, "key"), NpzRagged(cache, "caption")
-        self._descriptor: int | None = None
-
-    def __getstate__(self) -> dict:
-        """Pickled without the open shard: the copy opens its own."""
-        return {**self.__dict__, "_descriptor": None}
-
-    def __del__(self) -> None:
-        if getattr(self, "_descriptor", None) is not None:
-            os.close(self._descriptor)
 
     def image_bytes(self, row: int) -> bytes:
-        """The encoded image of sample ``row``, read with ``os.pread`` (forked workers share the
-        descriptor, and pread moves no shared file position)."""
-        if self._descriptor is None:
-            self._descriptor = os.open(self.shard, os.O_RDONLY)
+        """The encoded image of sample ``row`` (see :func:`~contrastive_seq.data.npz_rows.read_at`)."""
         offset, size = self.location.span(row, row + 1)[0].tolist()
-        return os.pread(self._descriptor, size, offset)
+        return read_at(self.shard, size, offset)
 
 
 def _narrow(rows: np.ndarray) -> np.ndarray:
