@@ -14,7 +14,7 @@ from PIL import Image
 from transformers import BertTokenizerFast
 
 from contrastive_seq.data import npz_rows
-from contrastive_seq.data.npz_rows import NpzColumn, NpzRagged, ragged_arrays, read_at
+from contrastive_seq.data.npz_rows import NpzColumn, NpzRagged, file_version, ragged_arrays, read_at
 from contrastive_seq.data.shards import ShardedImageText
 from contrastive_seq.models.clip_towers import HFTokenizer, OpenCLIPTokenizer
 from contrastive_seq.sampling.paired import PairedSampler
@@ -71,17 +71,27 @@ def test_npz_columns_read_the_rows_numpy_reads_and_refuse_what_they_cannot(tmp_p
 
 def test_at_most_max_open_files_stay_open_and_reads_stay_right(tmp_path, monkeypatch):
     """Three files read in turn with room for two open: each read still gives its file's bytes, the
-    least recently read file is the one closed, and no more than two descriptors are ever held."""
+    least recently read file is the one closed, and no more than two descriptors are ever held. A file
+    replaced after its layout was read (a rebuilt cache, a rewritten shard) is refused, naming it."""
     monkeypatch.setattr(npz_rows, "MAX_OPEN_FILES", 2)
     monkeypatch.setattr(npz_rows, "_open_files", type(npz_rows._open_files)())
-    files = []
+    files, versions = [], []
     for k in range(3):
         files.append(tmp_path / f"f{k}")
         files[-1].write_bytes(bytes([k]) * 10 + b"end")
+        versions.append(file_version(files[-1].stat()))
     for k in [0, 1, 2, 0, 2, 1, 1, 0]:
-        assert read_at(files[k], 4, 9) == bytes([k]) + b"end"
+        assert read_at(files[k], versions[k], 4, 9) == bytes([k]) + b"end"
         assert len(npz_rows._open_files) <= 2
-    assert list(npz_rows._open_files) == [files[1], files[0]]  # 2 was read least recently
+    assert [path for path, _ in npz_rows._open_files] == [files[1], files[0]]  # 2 was read least recently
+    (tmp_path / "new").write_bytes(b"x" * 13)
+    os.replace(tmp_path / "new", files[0])  # as a cache is rewritten: another file under the same name
+    assert read_at(files[0], versions[0], 4, 9) == b"\x00end"  # still open: the version it was indexed as
+    read_at(files[2], versions[2], 1, 0)
+    read_at(files[1], versions[1], 1, 0)  # files[0] closed
+    with pytest.raises(ValueError, match=rf"{files[0]} changed after it was indexed"):
+        read_at(files[0], versions[0], 4, 9)
+    assert read_at(files[0], file_version(files[0].stat()), 4, 9) == b"xxxx"
     for descriptor in npz_rows._open_files.values():
         os.close(descriptor)
 

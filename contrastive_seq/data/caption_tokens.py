@@ -59,6 +59,24 @@ def _narrowest(ids: np.ndarray) -> np.ndarray:
     return ids.astype(np.uint16 if not ids.size or ids.max() < 2**16 else np.int32)
 
 
+def row_positions(rows: torch.Tensor | np.ndarray | slice, length: int) -> np.ndarray:
+    """``rows`` of a table of ``length`` rows (a ``(k,)`` index tensor or array, negative from the end,
+    or a slice) as ``(k,)`` int64 positions in ``[0, length)``.
+
+    Raises:
+        ValueError: ``rows`` of more than one dimension.
+        IndexError: a row outside ``[-length, length)``.
+    """
+    if isinstance(rows, slice):
+        return np.arange(*rows.indices(length), dtype=np.int64)
+    picked = np.asarray(rows, dtype=np.int64)
+    if picked.ndim != 1:
+        raise ValueError(f"rows must index one dimension, got shape {picked.shape}")
+    if picked.size and (picked.min() < -length or picked.max() >= length):
+        raise IndexError(f"rows must lie in [-{length}, {length}), got {picked.min()} to {picked.max()}")
+    return np.where(picked < 0, picked + length, picked)
+
+
 class CaptionTokens:
     """The token ids of ``m`` captions, each at most ``context_length`` long, packed end to end.
 
@@ -120,15 +138,7 @@ class CaptionTokens:
 
     def __getitem__(self, rows: torch.Tensor | np.ndarray | slice) -> torch.Tensor:
         """The padded token ids of ``rows``: ``(k, context_length)`` int64."""
-        if isinstance(rows, slice):
-            picked = np.arange(*rows.indices(len(self)), dtype=np.int64)
-        else:
-            picked = np.asarray(rows, dtype=np.int64)
-            if picked.ndim != 1:
-                raise ValueError(f"rows must index one dimension, got shape {picked.shape}")
-            if picked.size and (picked.min() < -len(self) or picked.max() >= len(self)):
-                raise IndexError(f"rows must lie in [-{len(self)}, {len(self)}), got {picked.min()} to {picked.max()}")
-            picked = np.where(picked < 0, picked + len(self), picked)
+        picked = row_positions(rows, len(self))
         ends = self.ends[picked]
         starts = np.where(picked > 0, self.ends[picked - 1], 0)
         position = np.arange(self.context_length)

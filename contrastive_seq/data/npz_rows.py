@@ -35,21 +35,39 @@ LOCAL_HEADER = struct.Struct("<4s22xHH")
 #: files kept open at once by :func:`read_at` in one process
 MAX_OPEN_FILES = 256
 
-_open_files: OrderedDict[Path, int] = OrderedDict()  # path -> descriptor, least recently read first
+#: what identifies one version of a file: device, inode, size, modification time
+FileVersion = tuple[int, int, int, int]
+
+_open_files: OrderedDict[tuple[Path, FileVersion], int] = OrderedDict()  # least recently read first
 _open_files_lock = threading.Lock()
 os.register_at_fork(after_in_child=lambda: globals().update(_open_files_lock=threading.Lock()))
 
 
-def read_at(path: Path, size: int, offset: int) -> bytes:
+def file_version(status: os.stat_result) -> FileVersion:
+    """The :data:`FileVersion` of a file from its ``os.stat`` / ``os.fstat``."""
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
+
+
+def read_at(path: Path, version: FileVersion, size: int, offset: int) -> bytes:
     """``size`` bytes of file ``path`` from ``offset`` (fewer at its end), read with ``os.pread``
-    through a descriptor kept open for the next read (see the module docstring)."""
+    through a descriptor kept open for the next read (see the module docstring).
+
+    ``version`` is the file's :func:`file_version` when its layout was read: a file replaced since
+    (a rebuilt cache, a rewritten shard) is another version, opened afresh, and refused.
+
+    Raises:
+        ValueError: naming the file, when it is no longer the version ``version``.
+    """
     with _open_files_lock:  # a descriptor is never closed by one thread while another reads through it
-        descriptor = _open_files.pop(path, None)
+        descriptor = _open_files.pop((path, version), None)
         if descriptor is None:
             if len(_open_files) >= MAX_OPEN_FILES:
                 os.close(_open_files.popitem(last=False)[1])
             descriptor = os.open(path, os.O_RDONLY)
-        _open_files[path] = descriptor
+            if file_version(os.fstat(descriptor)) != version:
+                os.close(descriptor)
+                raise ValueError(f"{path} changed after it was indexed; build the dataset again to read it")
+        _open_files[path, version] = descriptor
         return os.pread(descriptor, size, offset)
 
 
@@ -62,6 +80,7 @@ class NpzColumn:
 
     Attributes:
         shape, dtype: the array's.
+        version: the file's :func:`file_version` when its layout was read (a later version is refused).
 
     Raises:
         KeyError: the file has no array ``name``.
@@ -75,6 +94,7 @@ class NpzColumn:
         if member.compress_type != zipfile.ZIP_STORED:
             raise ValueError(f"{self.path}: array {name!r} is compressed; write the file with np.savez, not savez_compressed")
         with self.path.open("rb") as file:
+            self.version = file_version(os.fstat(file.fileno()))
             file.seek(member.header_offset)
             signature, name_length, extra_length = LOCAL_HEADER.unpack(file.read(LOCAL_HEADER.size))
             if signature != b"PK\x03\x04":
@@ -94,7 +114,7 @@ class NpzColumn:
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         size = (stop - start) * self._row_bytes
-        data = read_at(self.path, size, self._data_start + start * self._row_bytes)
+        data = read_at(self.path, self.version, size, self._data_start + start * self._row_bytes)
         if len(data) != size:
             raise ValueError(f"{self.path}: array {self.name!r} ends early (the file was cut or changed while in use)")
         return np.frombuffer(data, dtype=self.dtype).reshape(stop - start, *self.shape[1:])

@@ -25,6 +25,7 @@ from contrastive_seq.data.caption_tokens import (
     CaptionTokens,
     check_long_caption_policy,
     report_long_captions,
+    row_positions,
 )
 from contrastive_seq.data.npz_rows import NpzRagged
 from contrastive_seq.data.shards import ShardedImageText, fallback_folder, is_fresh, shard_stamp, write_cache
@@ -101,14 +102,7 @@ class ShardTokens:
 
     def __getitem__(self, rows: torch.Tensor | np.ndarray | slice) -> torch.Tensor:
         """The padded token ids of ``rows``: ``(k, context_length)`` int64."""
-        if isinstance(rows, slice):
-            picked = np.arange(*rows.indices(len(self)), dtype=np.int64)
-        else:
-            picked = np.asarray(rows, dtype=np.int64)
-            if picked.ndim != 1:
-                raise ValueError(f"rows must index one dimension, got shape {picked.shape}")
-            picked = np.where(picked < 0, picked + len(self), picked)
-        shards, shard_rows = self.dataset.locate(picked)
+        shards, shard_rows = self.dataset.locate(row_positions(rows, len(self)))
         ids = [self._ids[shard].row(row) for shard, row in zip(shards.tolist(), shard_rows.tolist())]
         ends = np.cumsum([len(row) for row in ids], dtype=np.int64)
         flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)

@@ -48,7 +48,7 @@ from braceexpand import braceexpand
 from contrastive_seq.atomic_files import write_atomically
 
 from contrastive_seq.data.arrays import ArrayDataset, random_split
-from contrastive_seq.data.npz_rows import NpzColumn, NpzRagged, ragged_arrays, read_at
+from contrastive_seq.data.npz_rows import NpzColumn, NpzRagged, file_version, ragged_arrays, read_at
 from contrastive_seq.data.image_text import MISSING_POLICIES, ImageTextDataset, read_image
 from contrastive_seq.user_warnings import warn_at_caller
 
@@ -226,13 +226,14 @@ class _ShardIndex:
 
     def __init__(self, shard: Path, cache: Path):
         self.shard, self.cache = shard, cache
+        self.version = file_version(shard.stat())  # newer than the index's stamp: refused when read
         self.location = NpzColumn(cache, "location")
         self.keys, self.captions = NpzRagged(cache, "key"), NpzRagged(cache, "caption")
 
     def image_bytes(self, row: int) -> bytes:
         """The encoded image of sample ``row`` (see :func:`~contrastive_seq.data.npz_rows.read_at`)."""
         offset, size = self.location.span(row, row + 1)[0].tolist()
-        return read_at(self.shard, size, offset)
+        return read_at(self.shard, self.version, size, offset)
 
 
 def _narrow(rows: np.ndarray) -> np.ndarray:
