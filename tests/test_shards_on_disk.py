@@ -152,3 +152,31 @@ def test_what_a_sharded_set_holds_does_not_grow_with_its_size(tmp_path):
     small = held_by_a_worker(write_shards(tmp_path / "s00010", per_shard=10), tokenizer)
     large = held_by_a_worker(write_shards(tmp_path / "s01000", per_shard=1000), tokenizer)
     assert abs(large - small) < 100
+
+
+def test_caches_that_cannot_be_written_beside_the_shards_go_to_the_temporary_folder(tmp_path, monkeypatch):
+    """A shard folder that cannot be written (a read-only mount): one warning naming it, the index and
+    the tokens cached in a folder of the system's temporary directory and read from there next time."""
+    from contrastive_seq.data import shards
+
+    pattern = write_shards(tmp_path / "shards", per_shard=3, shards=2)
+    monkeypatch.setattr(shards.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    write = shards.write_atomically
+
+    def read_only_shard_folder(path, writer):
+        if path.parent == tmp_path / "shards":
+            raise PermissionError(13, "Permission denied")
+        return write(path, writer)
+
+    monkeypatch.setattr(shards, "write_atomically", read_only_shard_folder)
+    with pytest.warns(UserWarning, match=rf"shard indexes cannot be cached in {tmp_path / 'shards'} \(Permission denied\)"):
+        data = ShardedImageText(pattern, image_size=4)
+        tokens = caption_tokens_of(data, OpenCLIPTokenizer(context_length=32))
+    cached = sorted(path.name.split(".")[-2] for path in (tmp_path / "tmp" / "contrastive_seq-shard-indexes").iterdir())
+    assert len(cached) == 4 and cached.count("index") == 2  # two indexes, two token files
+    assert not list((tmp_path / "shards").glob("*.npz"))
+    scanned = []
+    monkeypatch.setattr(shards, "_scan_shard", lambda path: scanned.append(path))
+    again = ShardedImageText(pattern, image_size=4)
+    assert not scanned and again.captions == data.captions
+    assert torch.equal(caption_tokens_of(again, OpenCLIPTokenizer(context_length=32))[:], tokens[:])
