@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,7 +25,10 @@ def write_atomically(
     ``file`` is opened for binary reading and writing (``w+b``; h5py needs
     both). The temporary file is flushed and fsynced before ``os.replace``
     puts it at ``path``; if ``write`` or the rename fails it is removed and
-    ``path`` keeps its previous content. After success, temporary files for
+    ``path`` keeps its previous content. The new file gets the permissions
+    of the one it replaces, or those ``open`` would give a new file (``0o666``
+    less the umask): readable by the group and others as usual, not only
+    by its owner as a bare temporary file is. After success, temporary files for
     ``path`` left by writers killed mid-write are deleted. ``before_replace``,
     when given, runs after the new content is durable and just before the
     rename (a checkpoint moves the previous file aside there).
@@ -35,6 +39,7 @@ def write_atomically(
     path = Path(path)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(descriptor, _permissions_for(path))
         with os.fdopen(descriptor, "w+b") as file:
             write(file)
             file.flush()
@@ -51,6 +56,16 @@ def write_atomically(
         with contextlib.suppress(FileNotFoundError):
             leftover.unlink()
     return path
+
+
+def _permissions_for(path: Path) -> int:
+    """The permission bits of the file at ``path``, or, when there is none, those a new file gets (0o666 less the umask)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0o022)  # reading the umask means setting it: put it back at once
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def check_output_dir(directory: Path, names: Sequence[str]) -> None:

@@ -2,6 +2,7 @@
 
 import errno
 import os
+import stat
 
 import h5py
 import pytest
@@ -88,3 +89,19 @@ def test_every_hdf5_writer_keeps_the_previous_file_when_the_rename_fails(tmp_pat
     assert os.listdir(tmp_path) == ["file.h5"]
     save(path, 9)
     assert read(path) == 9
+
+
+def test_a_new_file_gets_the_permissions_open_gives_and_a_replaced_one_keeps_its_own(tmp_path):
+    """Not the 0o600 of a bare temporary file: a run folder or a shard cache shared by a group stays readable."""
+    previous = os.umask(0o027)
+    try:
+        write_atomically(tmp_path / "new.bin", lambda file: file.write(b"x"))
+        with open(tmp_path / "plain.bin", "wb") as file:
+            file.write(b"x")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "new.bin").stat().st_mode) == stat.S_IMODE((tmp_path / "plain.bin").stat().st_mode)
+    assert stat.S_IMODE((tmp_path / "new.bin").stat().st_mode) == 0o640
+    (tmp_path / "new.bin").chmod(0o604)
+    write_atomically(tmp_path / "new.bin", lambda file: file.write(b"y"))
+    assert stat.S_IMODE((tmp_path / "new.bin").stat().st_mode) == 0o604 and (tmp_path / "new.bin").read_bytes() == b"y"
