@@ -48,8 +48,8 @@ from braceexpand import braceexpand
 from contrastive_seq.atomic_files import write_atomically
 
 from contrastive_seq.data.arrays import ArrayDataset, random_split
-from contrastive_seq.data.npz_rows import NpzColumn, NpzRagged, file_version, ragged_arrays, read_at
 from contrastive_seq.data.image_text import MISSING_POLICIES, ImageTextDataset, read_image
+from contrastive_seq.data.npz_rows import NpzColumn, NpzRagged, file_version, ragged_arrays, read_at
 from contrastive_seq.user_warnings import warn_at_caller
 
 #: extensions of the image member of a sample
