@@ -8,7 +8,7 @@ short captions, written under ``--cache`` if absent) and trains the model of
 ``contrastive-seq train`` in a child process: batch 256, ``--workers``
 DataLoader workers, held-out pairs from a separate shard of 500 (zero-shot
 retrieval before and after training). Every 0.5 s the summed ``Rss`` and
-``Pss`` of the run's processes (the trainer and its workers) are read with the
+``Pss`` of the run's processes (the trainer and its workers) and the trainer's own ``Pss`` are read with the
 last step it logged (every 10 steps); printed per size: the peak over steps
 0–100 and over the steps after 100 up to the end of training (the final
 evaluation included), the training steps per second, and the seconds from
@@ -70,7 +70,7 @@ def train_and_watch(shards: str, test_shards: str, steps: int, workers: int, out
             first_logged = time.perf_counter() - start
         pids = process_tree(run.pid)
         samples.append((step, sum(_memory_kib(p, ("Rss",)) for p in pids) / 1024,
-                        sum(_memory_kib(p, ("Pss",)) for p in pids) / 1024))
+                        sum(_memory_kib(p, ("Pss",)) for p in pids) / 1024, _memory_kib(run.pid, ("Pss",)) / 1024))
         time.sleep(0.5)
     if run.returncode:
         raise RuntimeError(f"the run failed ({run.returncode}): {run.stderr.read()[-2000:]}")
@@ -80,6 +80,7 @@ def train_and_watch(shards: str, test_shards: str, steps: int, workers: int, out
     for part, rows in (("to_100", [s for s in samples if 0 < s[0] <= 100]), ("after_100", [s for s in samples if s[0] > 100])):
         figures[f"peak_rss_mib_{part}"] = max((row[1] for row in rows), default=float("nan"))
         figures[f"peak_pss_mib_{part}"] = max((row[2] for row in rows), default=float("nan"))
+        figures[f"peak_trainer_pss_mib_{part}"] = max((row[3] for row in rows), default=float("nan"))
     return figures
 
 
