@@ -87,11 +87,16 @@ def workers_share_memory() -> Iterator[None]:
 
     On leaving (the workers are gone), the objects are handed back to the
     collector (``gc.unfreeze()``), so cycles made unreachable since are freed.
+    A program that has frozen objects itself keeps managing them: then
+    nothing is frozen or unfrozen here.
     """
+    frozen_by_caller = gc.get_freeze_count() > 0
     gc.collect()
-    gc.freeze()
+    if not frozen_by_caller:
+        gc.freeze()
     release_freed_memory()
     try:
         yield
     finally:
-        gc.unfreeze()
+        if not frozen_by_caller:
+            gc.unfreeze()

@@ -66,3 +66,16 @@ def test_a_worker_forked_after_settling_copies_little_when_its_collector_runs():
         settled = private_after_full_collection_in_a_child()
     assert gc.get_freeze_count() == 0  # handed back to the collector on leaving
     assert settled < plain - 5 and len(objects) == 100_000
+
+
+def test_objects_the_program_froze_itself_stay_frozen():
+    """A program that manages gc.freeze() itself (a server forking its own workers) keeps its frozen objects
+    frozen after a fit; nothing is unfrozen behind its back."""
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with workers_share_memory():
+            assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
