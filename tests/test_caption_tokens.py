@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import BertTokenizerFast
 
-import contrastive_seq.views.image_text as image_text
+import contrastive_seq.data.caption_tokens as caption_tokens
 from contrastive_seq.data.caption_tokens import CaptionTokens
 from contrastive_seq.models.clip_towers import HFTokenizer, OpenCLIPTokenizer
 from contrastive_seq.views.image_text import tokenize_captions
@@ -95,7 +95,7 @@ def test_hf_tokenizer_equals_the_libraries_padded_truncated_table(bert_tokenizer
 
 
 def test_tokenize_captions_in_chunks_equals_one_call_and_counts_long_captions_across_chunks(monkeypatch):
-    monkeypatch.setattr(image_text, "TOKENIZE_CHUNK", 2)
+    monkeypatch.setattr(caption_tokens, "TOKENIZE_CHUNK", 2)
     tokenizer = OpenCLIPTokenizer(context_length=7)
     captions = CAPTIONS * 3
     long = sum(len(open_clip.tokenizer.SimpleTokenizer().encode(text)) + 2 > 7 for text in captions)

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from contrastive_seq.user_warnings import warn_at_caller
+
+if TYPE_CHECKING:
+    from contrastive_seq.models.clip_towers import CaptionTokenizer
 
 #: captions tokenised at a time: bounds the Python lists alive while a large set is packed
 TOKENIZE_CHUNK = 10_000
@@ -146,3 +150,16 @@ class CaptionTokens:
         table = np.full((picked.size, self.context_length), self.pad_token_id, dtype=np.int64)
         table[inside] = self.ids[(starts[:, None] + position)[inside]]
         return torch.from_numpy(table)
+
+
+def encode_captions(captions: Sequence[str], tokenizer: CaptionTokenizer) -> tuple[CaptionTokens, np.ndarray]:
+    """Every caption's token ids, truncated as the tokenizer truncates and packed, and ``(m,)`` int64 the
+    tokens each needed before truncation; tokenised :data:`TOKENIZE_CHUNK` captions at a time."""
+    parts, lengths = [], []
+    for start in range(0, len(captions), TOKENIZE_CHUNK):
+        ids, needed = tokenizer.encode(captions[start : start + TOKENIZE_CHUNK])
+        parts.append(CaptionTokens.from_ids(ids, tokenizer.context_length, tokenizer.pad_token_id))
+        lengths.extend(needed)
+    if not parts:
+        return CaptionTokens(np.zeros(0), np.zeros(0), tokenizer.context_length, tokenizer.pad_token_id), np.zeros(0, np.int64)
+    return CaptionTokens.concatenate(parts), np.array(lengths, dtype=np.int64)

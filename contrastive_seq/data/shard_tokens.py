@@ -21,14 +21,14 @@ import numpy as np
 import torch
 
 from contrastive_seq.data.caption_tokens import (
-    TOKENIZE_CHUNK,
     CaptionTokens,
     check_long_caption_policy,
+    encode_captions,
     report_long_captions,
     row_positions,
 )
 from contrastive_seq.data.npz_rows import NpzRagged
-from contrastive_seq.data.shards import ShardedImageText, fallback_folder, is_fresh, shard_stamp, write_cache
+from contrastive_seq.data.shards import ShardedImageText, cached_arrays, fallback_folder, shard_stamp
 
 if TYPE_CHECKING:
     from contrastive_seq.models.clip_towers import CaptionTokenizer
@@ -48,15 +48,8 @@ def _tokenize_shard(index_cache: Path, tokenizer: CaptionTokenizer) -> dict[str,
     with np.load(index_cache, allow_pickle=False) as index:
         joined, ends = index["caption_values"].tobytes(), index["caption_ends"].tolist()
     captions = [joined[a:b].decode("utf-8") for a, b in zip([0, *ends[:-1]], ends)]
-    parts, lengths = [], []
-    for start in range(0, len(captions), TOKENIZE_CHUNK):
-        ids, needed = tokenizer.encode(captions[start : start + TOKENIZE_CHUNK])
-        parts.append(CaptionTokens.from_ids(ids, tokenizer.context_length, tokenizer.pad_token_id))
-        lengths.extend(needed)
-    if not parts:  # a shard without samples
-        return {"ids_values": np.zeros(0, np.uint16), "ids_ends": np.zeros(0, np.int64), "length": np.zeros(0, np.int32)}
-    packed = CaptionTokens.concatenate(parts)
-    return {"ids_values": packed.ids, "ids_ends": packed.ends, "length": np.array(lengths, dtype=np.int32)}
+    tokens, lengths = encode_captions(captions, tokenizer)
+    return {"ids_values": tokens.ids, "ids_ends": tokens.ends, "length": lengths.astype(np.int32)}
 
 
 def cached_shard_tokens(shard: Path, index_cache: Path, tokenizer: CaptionTokenizer) -> Path:
@@ -67,11 +60,7 @@ def cached_shard_tokens(shard: Path, index_cache: Path, tokenizer: CaptionTokeni
     fingerprint = tokenizer.fingerprint()
     stamp = {**shard_stamp(shard, TOKENS_VERSION), "tokenizer": np.frombuffer(fingerprint.encode(), dtype=np.uint8)}
     cache = tokens_cache_path(index_cache, fingerprint)
-    fallback = fallback_folder() / cache.name
-    for candidate in (cache, fallback):
-        if is_fresh(candidate, stamp):
-            return candidate
-    return write_cache(cache, {**stamp, **_tokenize_shard(index_cache, tokenizer)}, fallback)
+    return cached_arrays(cache, fallback_folder() / cache.name, stamp, lambda: _tokenize_shard(index_cache, tokenizer))
 
 
 class ShardTokens:

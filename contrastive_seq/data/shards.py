@@ -37,7 +37,7 @@ import os
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,7 +177,7 @@ def shard_stamp(shard: Path, version: int) -> dict[str, np.ndarray]:
             "source": np.frombuffer(str(shard.resolve()).encode("utf-8"), dtype=np.uint8)}
 
 
-def is_fresh(cache: Path, stamp: dict[str, np.ndarray]) -> bool:
+def _is_fresh(cache: Path, stamp: dict[str, np.ndarray]) -> bool:
     """Whether ``cache`` exists, is readable and was written for ``stamp`` (:func:`shard_stamp`)."""
     try:
         with np.load(cache, allow_pickle=False) as saved:
@@ -191,9 +191,17 @@ def fallback_folder() -> Path:
     return Path(tempfile.gettempdir()) / "contrastive_seq-shard-indexes"
 
 
-def write_cache(cache: Path, arrays: dict[str, np.ndarray], fallback: Path) -> Path:
-    """``arrays`` written atomically (``np.savez``, uncompressed) at ``cache``, or, when its folder cannot
-    be written (read-only), at ``fallback`` with a warning; returns where they are."""
+def cached_arrays(
+    cache: Path, fallback: Path, stamp: dict[str, np.ndarray], build: Callable[[], dict[str, np.ndarray]]
+) -> Path:
+    """The file of arrays derived from a shard: ``cache`` (or ``fallback``) when it was written for
+    ``stamp`` (:func:`shard_stamp`), else ``build()``'s arrays with ``stamp`` written atomically
+    (``np.savez``, uncompressed) at ``cache``, or, when its folder cannot be written (read-only), at
+    ``fallback`` with a warning. Returns where they are."""
+    for candidate in (cache, fallback):
+        if _is_fresh(candidate, stamp):
+            return candidate
+    arrays = {**stamp, **build()}
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(cache, lambda file: np.savez(file, **arrays))
@@ -210,15 +218,11 @@ def write_cache(cache: Path, arrays: dict[str, np.ndarray], fallback: Path) -> P
 
 def cached_shard_index(shard: Path, index_dir: str | os.PathLike | None = None) -> Path:
     """The file holding the index of ``shard`` (:func:`index_shard`): its cache when that was written for
-    this shard's absolute path, size and modification time, else the index built and cached (written
-    atomically; in :func:`fallback_folder` when the folder asked for cannot be written, with a warning).
+    this shard's absolute path, size and modification time, else the index built and cached (see
+    :func:`cached_arrays`; in :func:`fallback_folder` when the folder asked for cannot be written).
     """
-    cache, stamp = index_cache_path(shard, index_dir), shard_stamp(shard, INDEX_VERSION)
-    fallback = index_cache_path(shard, fallback_folder())
-    for candidate in (cache, fallback):
-        if is_fresh(candidate, stamp):
-            return candidate
-    return write_cache(cache, {**stamp, **index_shard(shard)}, fallback)
+    return cached_arrays(index_cache_path(shard, index_dir), index_cache_path(shard, fallback_folder()),
+                         shard_stamp(shard, INDEX_VERSION), lambda: index_shard(shard))
 
 
 class _ShardIndex:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
 from contrastive_seq.data.caption_tokens import (
-    TOKENIZE_CHUNK,
     CaptionTokens,
     check_long_caption_policy,
+    encode_captions,
     report_long_captions,
 )
 from contrastive_seq.data.shard_tokens import ShardTokens, shard_tokens
@@ -26,7 +27,7 @@ def _check_tokenizer(tokenizer: object) -> None:
 def tokenize_captions(captions: Sequence[str], tokenizer: CaptionTokenizer, long_captions: str = "warn") -> CaptionTokens:
     """All captions' token ids, packed (``tokens[rows]`` is ``(k, context_length)`` int64), checked once, before training.
 
-    Each caption is tokenised once, :data:`TOKENIZE_CHUNK` at a time. A caption
+    Each caption is tokenised once, :data:`~contrastive_seq.data.caption_tokens.TOKENIZE_CHUNK` at a time. A caption
     that needs more tokens than the tokenizer's context length is truncated as
     the tower's tokenizer truncates (its end-of-text token kept) with one warning
     counting such captions (``long_captions="warn"``), or refused with a
@@ -36,15 +37,11 @@ def tokenize_captions(captions: Sequence[str], tokenizer: CaptionTokenizer, long
     _check_tokenizer(tokenizer)
     if len(captions) == 0:
         raise ValueError("captions is empty: there is nothing to tokenise")
-    parts, too_long, first = [], 0, None
-    for start in range(0, len(captions), TOKENIZE_CHUNK):
-        ids, lengths = tokenizer.encode(captions[start : start + TOKENIZE_CHUNK])
-        parts.append(CaptionTokens.from_ids(ids, tokenizer.context_length, tokenizer.pad_token_id))
-        long_here = [(start + i, n) for i, n in enumerate(lengths) if n > tokenizer.context_length]
-        too_long += len(long_here)
-        first = first or (long_here[0] + (captions[long_here[0][0]],) if long_here else None)
-    report_long_captions(too_long, len(captions), first, tokenizer.context_length, long_captions)
-    return CaptionTokens.concatenate(parts)
+    tokens, lengths = encode_captions(captions, tokenizer)
+    too_long = np.flatnonzero(lengths > tokenizer.context_length)
+    first = (int(too_long[0]), int(lengths[too_long[0]]), captions[int(too_long[0])]) if too_long.size else None
+    report_long_captions(too_long.size, len(captions), first, tokenizer.context_length, long_captions)
+    return tokens
 
 
 def caption_tokens_of(dataset: object, tokenizer: CaptionTokenizer, long_captions: str = "warn") -> CaptionTokens | ShardTokens:
